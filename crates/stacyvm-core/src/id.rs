@@ -1,0 +1,83 @@
+//! Sandbox ids: `sb-` followed by lowercase hex.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Number of random hex digits in a new id (the contract asks for 8 or more).
+const ID_HEX_LEN: usize = 12;
+
+/// A sandbox id such as `sb-3f9a0c1d2e4b`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let hex: String = (0..ID_HEX_LEN)
+            .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+            .collect();
+        SandboxId(format!("sb-{hex}"))
+    }
+
+    /// Accepts only well-formed ids, so an id can be used safely in paths,
+    /// container names and labels.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("sb-")?;
+        let ok = hex.len() >= 8
+            && hex.len() <= 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| SandboxId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for SandboxId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse() {
+        for _ in 0..100 {
+            let id = SandboxId::generate();
+            assert_eq!(SandboxId::parse(id.as_str()), Some(id.clone()));
+            assert_eq!(id.as_str().len(), 3 + ID_HEX_LEN);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        for bad in [
+            "",
+            "sb-",
+            "sb-1234567",
+            "sb-ABCDEF12",
+            "xx-12345678",
+            "sb-../../etc",
+            "sb-1234567g",
+        ] {
+            assert!(SandboxId::parse(bad).is_none(), "{bad}");
+        }
+        assert!(SandboxId::parse("sb-a1b2c3d4").is_some());
+    }
+}

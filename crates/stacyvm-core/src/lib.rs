@@ -1,0 +1,27 @@
+//! Domain types shared by every StacyVM crate: sandbox and template records,
+//! ids, states, exec requests and results, file info, provider health, audit
+//! events and Go-style durations. Nothing here does I/O.
+#![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod event;
+pub mod exec;
+pub mod files;
+pub mod health;
+pub mod id;
+pub mod owner;
+pub mod sandbox;
+pub mod template;
+
+pub use duration::{DurationError, GoDuration};
+pub use event::{Event, EventType};
+pub use exec::{ExecMode, ExecOutput, ExecRequest, OutputChunk, StreamKind};
+pub use files::{FileInfo, FileMode};
+pub use health::{Capability, ProviderHealth};
+pub use id::SandboxId;
+pub use owner::{OwnerError, OwnerId};
+pub use sandbox::{Sandbox, SandboxState};
+pub use template::Template;
+
+/// Version of this build, shown by `/health`, `/live`, `/ready` and the CLI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,70 @@
+//! Owner identity: the `X-User-ID` header or an `owner_id` body field.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+const MAX_OWNER_LEN: usize = 128;
+
+/// A validated, trimmed owner id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OwnerId(String);
+
+/// Why an owner id was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerError {
+    #[error("owner id is longer than {MAX_OWNER_LEN} characters")]
+    TooLong,
+    #[error("owner id may not contain whitespace, control characters, '/' or '\\'")]
+    BadCharacter,
+}
+
+impl OwnerId {
+    /// Trims and validates. An empty (or all-blank) input means "no owner".
+    pub fn parse(raw: &str) -> Result<Option<Self>, OwnerError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.chars().count() > MAX_OWNER_LEN {
+            return Err(OwnerError::TooLong);
+        }
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\\')
+        {
+            return Err(OwnerError::BadCharacter);
+        }
+        Ok(Some(OwnerId(s.to_string())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_owner_ids() {
+        assert_eq!(
+            OwnerId::parse("  alice ").unwrap().unwrap().as_str(),
+            "alice"
+        );
+        assert_eq!(OwnerId::parse("   ").unwrap(), None);
+        assert_eq!(OwnerId::parse("a b"), Err(OwnerError::BadCharacter));
+        assert_eq!(OwnerId::parse("a/b"), Err(OwnerError::BadCharacter));
+        assert_eq!(OwnerId::parse("a\\b"), Err(OwnerError::BadCharacter));
+        assert_eq!(OwnerId::parse("a\u{7}"), Err(OwnerError::BadCharacter));
+        assert_eq!(OwnerId::parse(&"x".repeat(129)), Err(OwnerError::TooLong));
+        assert!(OwnerId::parse(&"x".repeat(128)).unwrap().is_some());
+    }
+}

@@ -1,0 +1,237 @@
+//! The provider contract.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use stacyvm_core::{Capability, FileInfo, SandboxId, StreamKind};
+use tokio::sync::mpsc;
+
+use crate::ProviderError;
+
+/// What the manager asks a provider to create. The id is chosen by the
+/// manager; providers use it as their runtime's name, hostname and label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnSpec {
+    pub id: SandboxId,
+    pub image: String,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub metadata: BTreeMap<String, String>,
+    /// Labels a provider records on its runtime so it can be found and
+    /// re-adopted later (owner, created time, expiry, ...).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A command to run, already resolved to argv by the manager.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExecSpec {
+    /// `argv[0]` is looked up in the sandbox's `PATH`.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox; empty means the default.
+    pub workdir: String,
+    /// The command and its whole process tree are killed after this.
+    pub timeout: Duration,
+}
+
+/// Terminal options for an interactive exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtySize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Input sent to an interactive exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecInput {
+    Stdin(Bytes),
+    /// Closes the command's stdin.
+    CloseStdin,
+    Resize(TtySize),
+    /// A signal by name (`SIGINT`, `SIGTERM`, `SIGKILL`, `SIGHUP`, ...).
+    Signal(String),
+}
+
+/// Output of a streamed exec, in order; `Exit` is always last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Output(StreamKind, Bytes),
+    Exit {
+        exit_code: i32,
+        duration: Duration,
+        timed_out: bool,
+    },
+}
+
+/// A running command. Dropping `output` (or the whole session) kills the
+/// command and its process tree: a client that goes away takes its command
+/// with it.
+#[derive(Debug)]
+pub struct ExecSession {
+    /// Present when the command was started with stdin or a TTY.
+    pub input: Option<mpsc::Sender<ExecInput>>,
+    pub output: mpsc::Receiver<ExecEvent>,
+}
+
+/// Options for [`Provider::exec_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamOptions {
+    /// Keep stdin open for [`ExecInput::Stdin`].
+    pub stdin: bool,
+    /// Run under a pseudo-terminal of this size (implies stdin).
+    pub tty: Option<TtySize>,
+}
+
+/// A byte stream, for file reads.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+
+/// State of a runtime as its provider sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeStatus {
+    Running,
+    /// Exists but is not running (stopped, paused, dead).
+    Stopped,
+    /// The provider has no runtime for this id.
+    Missing,
+}
+
+/// A runtime the provider owns, for startup reconciliation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeInfo {
+    pub id: SandboxId,
+    pub status: RuntimeStatus,
+    pub image: String,
+    pub created_at: Option<DateTime<Utc>>,
+    /// The labels recorded at spawn.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Result of a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub healthy: bool,
+    /// Precisely what is wrong when unhealthy (what is missing, what to
+    /// install); never a secret.
+    pub error: Option<String>,
+}
+
+impl HealthReport {
+    pub fn ok() -> Self {
+        HealthReport {
+            healthy: true,
+            error: None,
+        }
+    }
+
+    pub fn failed(error: impl Into<String>) -> Self {
+        HealthReport {
+            healthy: false,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// Per-sandbox resource figures, where a provider can measure them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ResourceUsage {
+    pub cpu_seconds: f64,
+    pub memory_bytes: u64,
+    pub pids: u64,
+}
+
+/// A sandbox backend. Methods taking an id return `NotFound`/`Destroyed` for
+/// unknown or destroyed sandboxes. File paths are absolute paths inside the
+/// sandbox; implementations must never let one reach a host file outside it.
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
+    /// The configured name (`native`, `docker`, `mock`, ...).
+    fn name(&self) -> &str;
+
+    fn capabilities(&self) -> Vec<Capability>;
+
+    /// Non-secret settings, shown by `/providers/{name}`.
+    fn config_summary(&self) -> serde_json::Value {
+        serde_json::Value::Object(Default::default())
+    }
+
+    /// Creates and starts a sandbox; returns when it can run commands.
+    async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError>;
+
+    async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError>;
+
+    /// Removes the runtime and everything it held. Idempotent: destroying
+    /// an unknown or already-destroyed sandbox succeeds.
+    async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError>;
+
+    /// Runs a command to completion. A non-zero exit is `Ok`; running past
+    /// the timeout kills the process tree and returns `ExecTimeout`.
+    async fn exec(
+        &self,
+        id: &SandboxId,
+        spec: &ExecSpec,
+    ) -> Result<stacyvm_core::ExecOutput, ProviderError>;
+
+    /// Starts a command and streams its output. On timeout the tree is
+    /// killed, a stderr chunk says so, and `Exit` has `timed_out: true`.
+    async fn exec_stream(
+        &self,
+        id: &SandboxId,
+        spec: &ExecSpec,
+        options: StreamOptions,
+    ) -> Result<ExecSession, ProviderError>;
+
+    /// Writes a file, creating parent directories; `mode` defaults to 0644.
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        content: Bytes,
+        mode: Option<u32>,
+    ) -> Result<(), ProviderError>;
+
+    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError>;
+
+    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError>;
+
+    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError>;
+
+    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError>;
+
+    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError>;
+
+    /// Deletes a file, or a directory (recursively only when asked).
+    async fn delete_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), ProviderError>;
+
+    /// Absolute paths matching `pattern` (`*`, `?`, `[..]`, `**`).
+    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError>;
+
+    /// The last `lines` console/log lines of the sandbox.
+    async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError>;
+
+    /// Fast, side-effect-free check that the backend can work.
+    async fn health(&self) -> HealthReport;
+
+    /// The runtimes this provider owns, for reconciliation; `None` when the
+    /// provider cannot list them.
+    async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
+        Ok(None)
+    }
+
+    /// CPU, memory and pids of a sandbox; `None` when not measurable.
+    async fn resource_usage(
+        &self,
+        _id: &SandboxId,
+    ) -> Result<Option<ResourceUsage>, ProviderError> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,2 @@
+//! StacyVM orchestrator and HTTP API.
+#![forbid(unsafe_code)]
