@@ -1,2 +1,3 @@
 //! StacyVM orchestrator and HTTP API.
 #![forbid(unsafe_code)]
+pub mod obs;
