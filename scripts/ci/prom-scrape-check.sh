@@ -16,6 +16,9 @@
 #   PROM_METRIC       histogram to query (default
 #                     stacyvm_operation_duration_seconds)
 #   PROM_WAIT_SECS    how long to wait for scrapes (default 30)
+#   PROM_DASHBOARD    a Grafana dashboard JSON: every PromQL expression in
+#                     it must run, and every metric it names must be in the
+#                     endpoint's output
 #   PROM_REQUIRE_RATE=1  also require the rate()-based quantile to be a
 #                     number (needs operations recorded while scraping)
 # Needs promtool, prometheus (scripts/ci/prometheus.sh), curl, python3.
@@ -149,5 +152,52 @@ fi
 if [ "${PROM_REQUIRE_RATE:-0}" = 1 ] && ! is_number "${rate:-x}"; then
     echo "prom-scrape-check: expected a numeric rate-based quantile (were operations recorded while scraping?)" >&2
     exit 1
+fi
+if [ -n "${PROM_DASHBOARD:-}" ]; then
+    python3 - "$PROM_DASHBOARD" "$api" "$work/metrics.txt" <<'PY'
+import json, re, sys, urllib.parse, urllib.request
+dash_path, api, metrics_path = sys.argv[1:4]
+exposed = set()
+for line in open(metrics_path):
+    if line.startswith("#") or not line.strip():
+        continue
+    exposed.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+def exprs(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("expr"), str):
+            yield node["expr"]
+        if isinstance(node.get("definition"), str) and "label_values" in node["definition"]:
+            m = re.search(r"label_values\((.*),\s*\w+\)$", node["definition"])
+            if m:
+                yield m.group(1)
+        for v in node.values():
+            yield from exprs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from exprs(v)
+failed = []
+names = set()
+count = 0
+for expr in exprs(json.load(open(dash_path))):
+    count += 1
+    q = (expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
+             .replace("$job", ".*").replace("$instance", ".*").replace("$provider", ".*"))
+    names.update(re.findall(r"\b((?:stacyvm|process)_[a-z0-9_]+)", q))
+    url = api + "/query?" + urllib.parse.urlencode({"query": q})
+    try:
+        body = json.load(urllib.request.urlopen(url, timeout=5))
+        if body.get("status") != "success":
+            failed.append((expr, body))
+    except Exception as e:  # HTTP 400 = PromQL parse error
+        failed.append((expr, getattr(e, "read", lambda: str(e))()))
+missing = sorted(n for n in names if n not in exposed)
+for expr, err in failed:
+    print(f"prom-scrape-check: dashboard query failed: {expr}: {err}", file=sys.stderr)
+for n in missing:
+    print(f"prom-scrape-check: dashboard uses {n}, which the endpoint does not expose", file=sys.stderr)
+if failed or missing:
+    sys.exit(1)
+print(f"prom-scrape-check: dashboard: {count} queries run, {len(names)} metric names all exposed")
+PY
 fi
 echo "prom-scrape-check: ok"

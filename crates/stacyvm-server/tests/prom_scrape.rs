@@ -1,6 +1,7 @@
 //! A real Prometheus scrapes a live HTTP endpoint serving
 //! `obs::prometheus::render` while operations are being recorded, and
-//! answers a histogram quantile (scripts/ci/prom-scrape-check.sh).
+//! answers a histogram quantile (scripts/ci/prom-scrape-check.sh); every
+//! query of deploy/grafana-dashboard.json runs against it.
 //!
 //! Needs `promtool` and `prometheus` (scripts/ci/prometheus.sh): with `CI`
 //! set it fails when they are missing; locally it skips with a reason.
@@ -15,8 +16,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use stacyvm_core::{Capability, ProviderHealth, SandboxState};
 use stacyvm_server::obs::prometheus::{CONTENT_TYPE, ScrapeSnapshot, render};
-use stacyvm_server::obs::{EventStats, Operation, OperationMetrics, ProcessStats};
+use stacyvm_server::obs::{
+    EventStats, Operation, OperationMetrics, ProcessStats, SandboxCount, SandboxResources,
+};
 
 fn tools_present() -> bool {
     let missing: Vec<&str> = ["promtool", "prometheus"]
@@ -39,9 +43,35 @@ async fn metrics(State(m): State<Arc<OperationMetrics>>) -> impl IntoResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime: Duration::from_secs(1),
         process: Some(ProcessStats::collect()),
-        events: EventStats::default(),
+        events: EventStats {
+            subscribers: 1,
+            history_size: 10,
+            events_total: 42,
+        },
         operations: m.snapshot(),
-        ..ScrapeSnapshot::default()
+        sandboxes: vec![SandboxCount {
+            state: SandboxState::Running,
+            provider: "mock".to_owned(),
+            count: 1,
+        }],
+        providers: vec![ProviderHealth {
+            name: "mock".to_owned(),
+            healthy: true,
+            default: true,
+            latency_ms: 1,
+            last_checked: chrono::Utc::now(),
+            error: None,
+            capabilities: vec![Capability::Spawn],
+            runtime_count: Some(1),
+        }],
+        sandbox_resources: vec![SandboxResources {
+            sandbox: "sb-0123abcd".to_owned(),
+            provider: "mock".to_owned(),
+            owner: "alice".to_owned(),
+            cpu_seconds: Some(0.5),
+            memory_bytes: Some(1 << 20),
+            pids: Some(2),
+        }],
     };
     let body = render(snapshot).expect("rendering into a String cannot fail");
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
@@ -80,13 +110,15 @@ async fn real_prometheus_scrapes_and_answers_a_quantile() {
     );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/prom-scrape-check.sh");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("scripts/ci/prom-scrape-check.sh");
+    let dashboard = root.join("deploy/grafana-dashboard.json");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("bash")
             .arg(script)
             .arg(&url)
             .env("PROM_REQUIRE_RATE", "1")
+            .env("PROM_DASHBOARD", dashboard)
             .output()
             .expect("run prom-scrape-check.sh")
     })
