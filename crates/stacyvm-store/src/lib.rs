@@ -1,6 +1,7 @@
 //! Where StacyVM keeps sandboxes and templates: the `Store` trait, the
-//! embedded SQLite implementation and a conformance suite every
-//! implementation passes.
+//! embedded SQLite implementation (default), a Postgres implementation
+//! (feature `postgres`) and a conformance suite every implementation passes
+//! (feature `conformance`).
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -9,8 +10,12 @@ use stacyvm_core::{OwnerId, Sandbox, SandboxId, SandboxState, Template};
 mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong in a store call.
