@@ -80,9 +80,13 @@ impl TarBuilder {
 /// What the first entry of a downloaded archive is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FirstEntry {
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Dir,
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     Other,
     /// The archive holds no entry.
     Empty,
@@ -213,10 +217,10 @@ fn pax_value(data: &[u8], key: &str) -> Option<String> {
         }
         let record = &rest[sp + 1..len];
         let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(eq) = record.iter().position(|b| *b == b'=') {
-            if &record[..eq] == key.as_bytes() {
-                return Some(String::from_utf8_lossy(&record[eq + 1..]).into_owned());
-            }
+        if let Some(eq) = record.iter().position(|b| *b == b'=')
+            && &record[..eq] == key.as_bytes()
+        {
+            return Some(String::from_utf8_lossy(&record[eq + 1..]).into_owned());
         }
         rest = &rest[len..];
     }
@@ -252,7 +256,10 @@ mod tests {
         let mut b = TarBuilder::default();
         b.file("data.bin", 0o600, 0, Bytes::from(content.clone()));
         let mut r = TarReader::new(as_stream(b.finish()));
-        assert_eq!(r.first_entry().await.unwrap(), FirstEntry::File { size: 5000 });
+        assert_eq!(
+            r.first_entry().await.unwrap(),
+            FirstEntry::File { size: 5000 }
+        );
         assert_eq!(collect(r.into_body(5000)).await, content);
     }
 

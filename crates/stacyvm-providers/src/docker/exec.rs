@@ -35,16 +35,19 @@ const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// Signals every process whose environment holds `$1` (the token) with
 /// signal `$2`, repeating up to `$3` rounds while any was found (a tree
-/// that forks while being killed is caught by the next round).
+/// that forks while being killed is caught by the next round). Lower pids
+/// first: the command's own shell is signalled before its children, so a
+/// `trap` runs before the `wait` it sits in returns.
 const SIGNAL_TREE_SCRIPT: &str = r#"tok="STACYVM_EXEC_ID=$1"; sig=$2; rounds=$3
 while [ "$rounds" -gt 0 ]; do
-  n=0
+  pids=""
   for d in /proc/[0-9]*; do
     if tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "$tok"; then
-      kill -s "$sig" "${d#/proc/}" 2>/dev/null && n=$((n+1))
+      pids="$pids ${d#/proc/}"
     fi
   done
-  [ "$n" -eq 0 ] && break
+  [ -z "$pids" ] && break
+  kill -s "$sig" $(for p in $pids; do echo "$p"; done | sort -n) 2>/dev/null
   rounds=$((rounds-1))
 done"#;
 
@@ -126,17 +129,29 @@ pub(crate) async fn start(
     let docker = inner.client.get()?;
     let container = container_name(id);
     let interactive = options.stdin || options.tty.is_some();
+    let cmd = match options.tty {
+        Some(size) => tty_argv(size, &spec.argv),
+        None => spec.argv.clone(),
+    };
     let config = ExecConfig {
         attach_stdin: Some(interactive),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(options.tty.is_some()),
         env: Some(env),
-        cmd: Some(spec.argv.clone()),
+        cmd: Some(cmd),
         working_dir: (!spec.workdir.is_empty()).then(|| spec.workdir.clone()),
         ..Default::default()
     };
-    let started = start_exec(inner, &docker, id, &container, config, options.tty.is_some()).await?;
+    let started = start_exec(
+        inner,
+        &docker,
+        id,
+        &container,
+        config,
+        options.tty.is_some(),
+    )
+    .await?;
     if let Some(size) = options.tty {
         resize(&docker, &started.exec_id, size).await;
     }
@@ -161,6 +176,22 @@ pub(crate) async fn start(
         input: in_tx,
         output: rx,
     })
+}
+
+/// Sets the terminal size before the command starts: API 1.41 (Docker
+/// 20.10) cannot pass it at creation, and a resize after the start races
+/// with a command that reads the size at once.
+fn tty_argv(size: TtySize, argv: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        r#"stty cols "$1" rows "$2" 2>/dev/null; shift 2; exec "$@""#.into(),
+        "stacyvm-tty".into(),
+        size.cols.max(1).to_string(),
+        size.rows.max(1).to_string(),
+    ];
+    v.extend(argv.iter().cloned());
+    v
 }
 
 async fn start_exec(
@@ -346,11 +377,11 @@ impl Pump {
                 },
                 item = output.next() => match item {
                     Some(Ok(chunk)) => {
-                        if let Some(ev) = event(chunk) {
-                            if self.tx.send(ev).await.is_err() {
-                                signal_tree(&self.docker, &self.container, &self.token, "KILL").await;
-                                return;
-                            }
+                        if let Some(ev) = event(chunk)
+                            && self.tx.send(ev).await.is_err()
+                        {
+                            signal_tree(&self.docker, &self.container, &self.token, "KILL").await;
+                            return;
                         }
                     }
                     Some(Err(e)) => {

@@ -167,7 +167,9 @@ impl Inner {
             5 => Err(ProviderError::InvalidInput(format!(
                 "directory {path} is not empty"
             ))),
-            6 => Err(ProviderError::InvalidInput(format!("{path} is a directory"))),
+            6 => Err(ProviderError::InvalidInput(format!(
+                "{path} is a directory"
+            ))),
             c => Err(ProviderError::Other(format!(
                 "{op} {path} failed (exit {c}): {}",
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -199,7 +201,11 @@ impl Inner {
             let mut tar = TarBuilder::default();
             let mut rel = String::new();
             for d in missing.iter().rev() {
-                rel = if rel.is_empty() { d.clone() } else { format!("{rel}/{d}") };
+                rel = if rel.is_empty() {
+                    d.clone()
+                } else {
+                    format!("{rel}/{d}")
+                };
                 tar.dir(&rel, 0o755, mtime);
             }
             let file_rel = if rel.is_empty() {
@@ -252,7 +258,9 @@ impl Inner {
             match reader.first_entry().await? {
                 FirstEntry::File { size } => return Ok(reader.into_body(size)),
                 FirstEntry::Dir => {
-                    return Err(ProviderError::InvalidInput(format!("{path} is a directory")));
+                    return Err(ProviderError::InvalidInput(format!(
+                        "{path} is a directory"
+                    )));
                 }
                 FirstEntry::Symlink { target } => path = resolve_link(&path, &target),
                 FirstEntry::Other => {

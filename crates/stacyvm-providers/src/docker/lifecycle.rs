@@ -211,7 +211,10 @@ impl Inner {
             v: true,
             ..Default::default()
         };
-        match docker.remove_container(&container_name(id), Some(opts)).await {
+        match docker
+            .remove_container(&container_name(id), Some(opts))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_no_such_container(&e) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -275,7 +278,9 @@ impl Inner {
         let ping = tokio::time::timeout(Duration::from_secs(5), docker.ping()).await;
         match ping {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return HealthReport::failed(unavailable_text(self.client.map(e, "ping"))),
+            Ok(Err(e)) => {
+                return HealthReport::failed(unavailable_text(self.client.map(e, "ping")));
+            }
             Err(_) => {
                 return HealthReport::failed(format!(
                     "docker daemon at {} did not answer a ping within 5s",
@@ -307,7 +312,11 @@ impl Inner {
         }
     }
 
-    pub(crate) async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
+    pub(crate) async fn logs(
+        &self,
+        id: &SandboxId,
+        lines: usize,
+    ) -> Result<Vec<String>, ProviderError> {
         let docker = self.client.get()?;
         if lines == 0 {
             // Still report a missing sandbox.
@@ -386,7 +395,10 @@ mod tests {
 
     #[test]
     fn splits_image_references() {
-        assert_eq!(image_ref("busybox"), ("busybox".into(), Some("latest".into())));
+        assert_eq!(
+            image_ref("busybox"),
+            ("busybox".into(), Some("latest".into()))
+        );
         assert_eq!(image_ref("a/b:1.2"), ("a/b".into(), Some("1.2".into())));
         assert_eq!(
             image_ref("reg.example:5000/a/b"),

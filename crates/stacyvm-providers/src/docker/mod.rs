@@ -192,10 +192,7 @@ impl Provider for DockerProvider {
         self.inner.inventory().await.map(Some)
     }
 
-    async fn resource_usage(
-        &self,
-        id: &SandboxId,
-    ) -> Result<Option<ResourceUsage>, ProviderError> {
+    async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.inner.resource_usage(id).await
     }
 }
