@@ -7,5 +7,8 @@
 mod error;
 mod provider;
 
+#[cfg(feature = "docker")]
+pub mod docker;
+
 pub use error::ProviderError;
 pub use provider::*;
