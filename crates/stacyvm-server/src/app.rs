@@ -57,6 +57,11 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
             .unwrap_or_else(|| config.data_dir().join("mock"));
         let _ = base; // MOCK-TODO providers.push(Arc::new(stacyvm_providers::mock::MockProvider::new(base)));
     }
+    if config.providers.docker.enabled {
+        let docker = stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
+            .map_err(|e| StartError::Providers(format!("cannot set up the docker provider: {e}")))?;
+        providers.push(Arc::new(docker));
+    }
     Ok(providers)
 }
 

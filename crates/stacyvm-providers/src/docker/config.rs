@@ -2,15 +2,17 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the daemon listens when neither the config nor `DOCKER_HOST` says.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
 /// Settings of the Docker provider. Every key is optional.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "snake_case")]
 pub struct DockerConfig {
+    /// Registers the provider with the server (it may still be unhealthy).
+    pub enabled: bool,
     /// Daemon address: `unix:///path` or `tcp://host:port`. Unset: the
     /// `DOCKER_HOST` environment variable, else [`DEFAULT_SOCKET`].
     pub socket: Option<String>,
@@ -35,6 +37,7 @@ pub struct DockerConfig {
 impl Default for DockerConfig {
     fn default() -> Self {
         DockerConfig {
+            enabled: true,
             socket: None,
             runtime: "runc".into(),
             network_mode: "none".into(),
@@ -99,6 +102,7 @@ impl DockerConfig {
 impl fmt::Debug for DockerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DockerConfig")
+            .field("enabled", &self.enabled)
             .field("socket", &self.socket)
             .field("runtime", &self.runtime)
             .field("network_mode", &self.network_mode)
@@ -113,7 +117,7 @@ impl fmt::Debug for DockerConfig {
 }
 
 /// Registry credentials for pulls. Never logged: `Debug` redacts them.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct RegistryAuth {
     pub username: String,
