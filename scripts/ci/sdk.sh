@@ -17,8 +17,9 @@ bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 python=${PYTHON:-python3}
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends python3 python3-venv >/dev/null
     python=python3
   else
     echo "sdk.sh: python3 with the venv module is missing (apt-get install python3-venv)" >&2
