@@ -78,7 +78,11 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 if [ -z "$ready" ]; then
-  echo "sdk.sh: server did not answer $url/api/v1/live within 60s; its log:" >&2
+  if kill -0 "$server_pid" 2>/dev/null; then
+    echo "sdk.sh: server did not answer $url/api/v1/live within 60s; its log:" >&2
+  else
+    echo "sdk.sh: server exited before answering $url/api/v1/live; its log:" >&2
+  fi
   cat "$work/server.log" >&2
   exit 1
 fi
