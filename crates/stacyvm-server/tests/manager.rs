@@ -127,7 +127,7 @@ fn limits() -> Limits {
 async fn fixture_with(limits: Limits, clock: Arc<dyn Clock>, store: Option<Arc<dyn Store>>, dir: Option<tempfile::TempDir>) -> Fixture {
     let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let provider = Arc::new(Switchable {
-        inner: MockProvider::new(dir.path().join("mock")),
+        inner: MockProvider::new(dir.path().join("mock")).unwrap(),
         broken: AtomicBool::new(false),
     });
     let store: Arc<dyn Store> = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
