@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+pub mod hostfs;
 mod provider;
 
 pub use error::ProviderError;
