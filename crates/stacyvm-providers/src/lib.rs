@@ -6,7 +6,12 @@
 
 mod error;
 pub mod hostfs;
+#[cfg(feature = "mock")]
+pub mod mock;
 mod provider;
 
 pub use error::ProviderError;
 pub use provider::*;
+
+#[cfg(feature = "mock")]
+pub use mock::MockProvider;
