@@ -4,6 +4,8 @@
 //! every implementation.
 #![deny(unsafe_code)]
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod error;
 pub mod hostfs;
 #[cfg(feature = "mock")]
