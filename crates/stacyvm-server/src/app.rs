@@ -46,8 +46,11 @@ pub struct App {
 pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartError> {
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     if config.providers.docker.enabled {
-        let docker = stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
-            .map_err(|e| StartError::Providers(format!("cannot set up the docker provider: {e}")))?;
+        let docker =
+            stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
+                .map_err(|e| {
+                    StartError::Providers(format!("cannot set up the docker provider: {e}"))
+                })?;
         providers.push(Arc::new(docker));
     }
     if config.providers.mock.enabled {
@@ -70,7 +73,10 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
 /// Picks the default provider: the configured name, or for `auto` the first
 /// healthy real provider (native, then docker). The mock is never picked
 /// by `auto`.
-async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Result<String, StartError> {
+async fn resolve_default(
+    config: &Config,
+    providers: &[Arc<dyn Provider>],
+) -> Result<String, StartError> {
     let wanted = config.providers.default.trim();
     if wanted != "auto" {
         return providers
@@ -107,7 +113,11 @@ async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Re
 
 fn names(providers: &[Arc<dyn Provider>]) -> String {
     let v: Vec<_> = providers.iter().map(|p| p.name()).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Opens the store, builds providers and the manager, checks provider
@@ -156,7 +166,11 @@ pub async fn build_with_store(
             cors_origins: config.server.cors_origins.clone(),
         },
     );
-    Ok(App { manager, router, config })
+    Ok(App {
+        manager,
+        router,
+        config,
+    })
 }
 
 impl App {
@@ -190,8 +204,10 @@ impl App {
 /// Binds the configured address.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
     let addr = config.listen_addr()?;
-    TcpListener::bind(addr).await.map_err(|source| StartError::Listen {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
 }

@@ -357,7 +357,9 @@ impl Config {
             );
         }
         if let Err(message) = self.providers.docker.validate() {
-            let (key, message) = message.split_once(": ").unwrap_or(("providers.docker", &message));
+            let (key, message) = message
+                .split_once(": ")
+                .unwrap_or(("providers.docker", &message));
             return bad(key, message.to_string());
         }
         if self.events.history_size == 0 {
