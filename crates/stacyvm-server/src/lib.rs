@@ -1,2 +1,4 @@
 //! StacyVM orchestrator and HTTP API.
 #![forbid(unsafe_code)]
+
+pub mod web;
