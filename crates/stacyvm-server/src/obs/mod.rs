@@ -1,0 +1,3 @@
+//! Observability: operation metrics, process figures, Prometheus exposition.
+
+pub mod operations;
