@@ -16,11 +16,11 @@ function s(tag, attrs, ...children) {
  * rows: [{label, values: [number|null...]}]; series: [{name, class}];
  * format: value → text.
  */
-export function barChart({ rows, series, format = String, label, max }) {
+export function barChart({ rows, series, format = String, label, max, width = 520 }) {
   const rowH = 12 * series.length + 10;
-  const labelW = 150;
-  const width = 520;
-  const valueW = 70;
+  width = Math.max(260, Math.round(width));
+  const labelW = Math.min(150, Math.round(width * 0.36));
+  const valueW = 62;
   const barW = width - labelW - valueW;
   const top = maxOf(rows, max);
   const height = rows.length * rowH + 4;
@@ -30,7 +30,7 @@ export function barChart({ rows, series, format = String, label, max }) {
   });
   rows.forEach((row, i) => {
     const y = i * rowH + 4;
-    svg.append(s('text', { x: labelW - 8, y: y + rowH / 2, class: 'chart-label', 'text-anchor': 'end', 'dominant-baseline': 'middle' }, truncate(row.label, 22)));
+    svg.append(s('text', { x: labelW - 8, y: y + rowH / 2, class: 'chart-label', 'text-anchor': 'end', 'dominant-baseline': 'middle' }, truncate(row.label, Math.floor(labelW / 6.3))));
     series.forEach((ser, j) => {
       const v = row.values[j];
       const by = y + j * 12;

@@ -23,7 +23,7 @@ export async function renderFiles(root, id) {
   const listing = h('div', { class: 'table-wrap' });
   const viewer = h('div', { class: 'file-view' });
   const fileInput = h('input', { type: 'file', name: 'file', multiple: true });
-  const upName = h('input', { name: 'target', class: 'mono', spellcheck: 'false', placeholder: 'file name (default: the file\'s own)' });
+  const upName = h('input', { name: 'target', class: 'mono', spellcheck: 'false', placeholder: 'default: the file\'s own name' });
 
   const nav = h('form', { class: 'path-bar', 'aria-label': 'Go to directory' },
     field('Directory', pathInput),
@@ -32,7 +32,7 @@ export async function renderFiles(root, id) {
   nav.addEventListener('submit', (e) => { e.preventDefault(); open(pathInput.value.trim() || '/'); });
 
   const upload = h('form', { class: 'upload-form', 'aria-label': 'Upload files' },
-    field('File', fileInput), field('Save as', upName, 'Uploaded into the current directory.'),
+    field('File', fileInput), field('Save as', upName, 'A name in the current directory, or an absolute path.'),
     h('div', { class: 'field end' }, h('button', { type: 'submit', class: 'primary small' }, 'Upload')));
   upload.addEventListener('submit', async (e) => {
     e.preventDefault();

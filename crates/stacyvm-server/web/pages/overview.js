@@ -101,12 +101,16 @@ function renderOps(el, ops) {
   used.sort((x, y) => (x.operation + x.provider).localeCompare(y.operation + y.provider));
   const label = (o) => `${o.operation} · ${o.provider}`;
   const pairs = used.map(latencyPair);
+  // Draw at the real pixel width so labels stay legible on a phone.
+  const full = el.clientWidth || 1000;
+  const width = window.matchMedia('(max-width: 820px)').matches ? full : (full - 16) / 2;
   const names = pairs.find((p) => p.names[0] === 'p50')?.names || pairs[0].names;
   const latency = barChart({
     label: `operation latency ${names.join(' and ')} in milliseconds`,
     rows: used.map((o, i) => ({ label: label(o), values: [pairs[i].a, pairs[i].b] })),
     series: [{ name: names[0], class: 'a' }, { name: names[1], class: 'b' }],
     format: fmtMs,
+    width,
   });
   const rate = (o) => {
     const total = (o.success_total || 0) + (o.failure_total || 0);
@@ -118,6 +122,7 @@ function renderOps(el, ops) {
     series: [{ name: 'error rate', class: 'err' }],
     format: (v) => `${v.toFixed(v && v < 1 ? 2 : 0)}%`,
     max: 100,
+    width,
   });
   mount(el,
     h('div', { class: 'grid-2' },
