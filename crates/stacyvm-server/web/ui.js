@@ -33,12 +33,13 @@ export function mount(el, ...children) {
   return el;
 }
 
-export function toast(message, kind = 'info', timeout = 6000) {
+export function toast(message, kind = 'info', timeout = 5000) {
   const box = document.getElementById('toasts');
   const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : null },
     h('span', {}, message),
     h('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss', onclick: () => t.remove() }, '×'));
   box.append(t);
+  while (box.children.length > 4) box.firstChild.remove();
   if (timeout) setTimeout(() => t.remove(), kind === 'error' ? timeout * 2 : timeout);
   return t;
 }
@@ -106,6 +107,7 @@ export function fmtRelative(ts, now = Date.now()) {
   if (isNaN(t)) return String(ts);
   const s = Math.round((t - now) / 1000);
   const a = Math.abs(s);
+  if (a < 5) return 'just now';
   const part = a < 60 ? `${a}s` : a < 3600 ? `${Math.floor(a / 60)}m` : a < 86400
     ? `${Math.floor(a / 3600)}h${Math.floor((a % 3600) / 60) ? Math.floor((a % 3600) / 60) + 'm' : ''}`
     : `${Math.floor(a / 86400)}d`;

@@ -49,7 +49,10 @@ export async function render(root, _params, { liveEvents }) {
   const recent = liveEvents.recent().slice(-15).reverse();
   if (!recent.length) feedList.append(h('li', { class: 'empty' }, 'No events yet. They appear here as they happen.'));
   for (const ev of recent) feedList.append(eventItem(ev, true));
+  let soon = null;
   const unlisten = liveEvents.listen((ev) => {
+    // Lifecycle events change the counts: refresh now rather than at the next poll.
+    if (/^sandbox\./.test(ev.type || '') && !soon) soon = setTimeout(() => { soon = null; refresh(); }, 300);
     feedList.querySelector('.empty')?.remove();
     feedList.prepend(eventItem(ev, true));
     while (feedList.children.length > 15) feedList.lastChild.remove();
@@ -57,7 +60,7 @@ export async function render(root, _params, { liveEvents }) {
 
   await refresh();
   const stop = every(POLL_MS, refresh);
-  return () => { stop(); unlisten(); };
+  return () => { stop(); unlisten(); clearTimeout(soon); };
 }
 
 function renderCounts(el, sb, history) {

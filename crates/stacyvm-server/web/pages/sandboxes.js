@@ -83,7 +83,7 @@ export function spawnForm(providers, templates, onSpawned) {
   return form;
 }
 
-export async function render(root) {
+export async function render(root, _params, { liveEvents }) {
   const [providers, templates] = await Promise.all([
     get('providers').catch(() => []), get('templates').catch(() => []),
   ]);
@@ -155,5 +155,10 @@ export async function render(root) {
   for (const el of [stateSel, provSel]) el.addEventListener('change', draw);
   ownerInput.addEventListener('input', draw);
   await refresh();
-  return every(5000, refresh);
+  const stop = every(5000, refresh);
+  let soon = null;
+  const unlisten = liveEvents.listen((ev) => {
+    if (/^sandbox\./.test(ev.type || '') && !soon) soon = setTimeout(() => { soon = null; refresh(); }, 300);
+  });
+  return () => { stop(); unlisten(); clearTimeout(soon); };
 }
