@@ -42,9 +42,23 @@ async function shot(name, p = page) {
   await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-async function go(hash) {
+/** A test that leaves a screenshot of the page behind when it fails. */
+function step(name, fn) {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      const file = `FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`;
+      await page?.screenshot({ path: path.join(SHOTS, file), fullPage: true }).catch(() => {});
+      throw e;
+    }
+  });
+}
+
+/** Navigates inside the app and waits for the page's heading. */
+async function go(hash, heading) {
   await page.evaluate((h) => { location.hash = h; }, hash);
-  await page.locator('main h1').first().waitFor({ timeout: TIMEOUT });
+  await page.locator('main h1', { hasText: heading }).first().waitFor({ timeout: TIMEOUT });
 }
 
 before(async () => {
@@ -73,7 +87,7 @@ after(async () => {
   if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 });
 
-test('dashboard loads (answering the API-key prompt when auth is on)', async () => {
+step('dashboard loads (answering the API-key prompt when auth is on)', async () => {
   const res = await page.goto(`${BASE}/`);
   assert.equal(res.status(), 200);
   assert.match(res.headers()['content-type'] || '', /text\/html/);
@@ -91,8 +105,8 @@ test('dashboard loads (answering the API-key prompt when auth is on)', async () 
   await shot('01-overview');
 });
 
-test('spawn a sandbox from the form', async () => {
-  await go('#/sandboxes');
+step('spawn a sandbox from the form', async () => {
+  await go('#/sandboxes', 'Sandboxes');
   await page.click('details.spawn > summary');
   await page.fill('form.spawn-form input[name="ttl"]', '30m');
   await page.fill('form.spawn-form input[name="owner_id"]', 'e2e');
@@ -107,7 +121,7 @@ test('spawn a sandbox from the form', async () => {
   await page.locator('pre.console').filter({ hasNotText: 'Loading…' }).waitFor();
   await shot('03-sandbox-detail');
 
-  await go('#/sandboxes');
+  await go('#/sandboxes', 'Sandboxes');
   const row = page.locator(`tr[data-id="${state.id}"]`);
   await row.waitFor();
   assert.match(await row.innerText(), /running|creating/);
@@ -117,8 +131,8 @@ test('spawn a sandbox from the form', async () => {
   await shot('04-sandboxes-list');
 });
 
-test('interactive terminal runs a command and shows its output', async () => {
-  await go(`#/sandboxes/${state.id}/terminal`);
+step('interactive terminal runs a command and shows its output', async () => {
+  await go(`#/sandboxes/${state.id}/terminal`, state.id);
   await page.locator('.term-status[data-state="live"]').waitFor({ timeout: 30_000 });
   const term = page.locator('[data-testid="terminal"]');
   await term.click();
@@ -141,8 +155,8 @@ test('interactive terminal runs a command and shows its output', async () => {
   await shot('05-sandbox-terminal');
 });
 
-test('upload a file, read it back, download it and delete it', async () => {
-  await go(`#/sandboxes/${state.id}/files`);
+step('upload a file, read it back, download it and delete it', async () => {
+  await go(`#/sandboxes/${state.id}/files`, state.id);
   await page.locator('#s-files ~ div table, #s-files ~ div .empty, #s-files ~ div .notice').first().waitFor();
   const content = `hello from ${state.token}\nline two\n`;
   await page.setInputFiles('form.upload-form input[type="file"]', {
@@ -173,8 +187,8 @@ test('upload a file, read it back, download it and delete it', async () => {
   await row.waitFor({ state: 'detached' });
 });
 
-test('destroy the sandbox with confirmation', async () => {
-  await go(`#/sandboxes/${state.id}`);
+step('destroy the sandbox with confirmation', async () => {
+  await go(`#/sandboxes/${state.id}`, state.id);
   await page.getByRole('button', { name: 'Destroy' }).first().click();
   const dialog = page.locator('#confirm-dialog');
   await dialog.waitFor({ state: 'visible' });
@@ -185,8 +199,8 @@ test('destroy the sandbox with confirmation', async () => {
   await page.locator(`tr[data-id="${state.id}"]`).waitFor({ state: 'detached' });
 });
 
-test('each step appears in the events list', async () => {
-  await go('#/events');
+step('each step appears in the events list', async () => {
+  await go('#/events', 'Events');
   await page.fill('form.filters input[name="sandbox"]', state.id);
   const want = ['sandbox.created', 'exec.started', 'file.written', 'sandbox.destroyed'];
   for (const type of want) {
@@ -197,16 +211,16 @@ test('each step appears in the events list', async () => {
   await shot('08-events');
 });
 
-test('overview charts operations after the walk-through', async () => {
-  await go('#/overview');
+step('overview charts operations after the walk-through', async () => {
+  await go('#/overview', 'Overview');
   await page.locator('#s-operations ~ div svg.chart').first().waitFor();
   const label = await page.locator('#s-operations ~ div svg.chart').first().getAttribute('aria-label');
   assert.match(label, /operation latency/);
   await shot('09-overview-with-operations');
 });
 
-test('templates: create, spawn from it, delete', async () => {
-  await go('#/templates');
+step('templates: create, spawn from it, delete', async () => {
+  await go('#/templates', 'Templates');
   const name = `e2e-${state.token.slice(4)}`;
   await page.getByRole('button', { name: 'New template' }).click();
   await page.fill('form[aria-label="New template"] input[name="name"]', name);
@@ -226,22 +240,22 @@ test('templates: create, spawn from it, delete', async () => {
   await page.waitForURL(/#\/sandboxes$/);
   await page.locator(`tr[data-id="${id}"]`).waitFor({ state: 'detached' });
 
-  await go('#/templates');
+  await go('#/templates', 'Templates');
   await page.getByRole('button', { name: `Delete ${name}` }).click();
   await page.click('#confirm-dialog #confirm-ok');
   await page.locator('tbody th', { hasText: name }).waitFor({ state: 'detached' });
 });
 
-test('providers page and provider test', async () => {
-  await go('#/providers');
+step('providers page and provider test', async () => {
+  await go('#/providers', 'Providers');
   await page.locator('.provider-grid .card').first().waitFor();
   await page.getByRole('button', { name: 'Test all providers' }).click();
   await page.locator('h2', { hasText: 'Test result' }).waitFor();
   await shot('11-providers');
 });
 
-test('diagnostics page shows the redacted document', async () => {
-  await go('#/diagnostics');
+step('diagnostics page shows the redacted document', async () => {
+  await go('#/diagnostics', 'Diagnostics');
   await page.locator('pre.json .j-key').first().waitFor();
   const text = await page.locator('pre.json').innerText();
   const doc = JSON.parse(text);
@@ -250,7 +264,7 @@ test('diagnostics page shows the redacted document', async () => {
   await shot('12-diagnostics');
 });
 
-test('phone width: navigation menu and pages stay usable', async () => {
+step('phone width: navigation menu and pages stay usable', async () => {
   const phone = await context.newPage();
   phone.on('pageerror', (e) => pageErrors.push(String(e)));
   await phone.setViewportSize({ width: 390, height: 844 });
@@ -274,7 +288,7 @@ test('phone width: navigation menu and pages stay usable', async () => {
   await phone.close();
 });
 
-test('keyboard: skip link and navigation are reachable with Tab', async () => {
+step('keyboard: skip link and navigation are reachable with Tab', async () => {
   await page.goto(`${BASE}/#/overview`);
   await page.reload(); // a fresh document, focus on nothing
   await page.locator('main h1', { hasText: 'Overview' }).waitFor();

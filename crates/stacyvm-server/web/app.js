@@ -91,7 +91,10 @@ async function route() {
   }
   closeMenu();
   const main = document.getElementById('main');
-  const container = mount(main, h('div', { class: 'page' }));
+  // Each render gets its own container, so a slow page that finishes after
+  // the user moved on writes into a detached element, not over the new page.
+  const container = h('div', { class: 'page' });
+  mount(main, container);
   try {
     const c = await mod.render(container, m.slice(1).map((p) => p && decodeURIComponent(p)), { liveEvents });
     if (seq === renderSeq) cleanup = c || null;

@@ -73,6 +73,21 @@ function plainView(host) {
   };
 }
 
+/**
+ * An interactive shell should live as long as the server allows, not for
+ * the default exec timeout meant for one-shot commands: ask for the
+ * configured maximum (a day when there is none). Undefined when unknown, so
+ * the server default applies.
+ */
+async function sessionTimeout() {
+  try {
+    const d = await get('diagnostics');
+    const max = d && d.limits && d.limits.max_exec_timeout;
+    if (typeof max !== 'string' || !max) return undefined;
+    return /^0+(\.0+)?[a-z]*$/.test(max) ? '24h' : max;
+  } catch { return undefined; }
+}
+
 /** Mounts the terminal UI into `root`; returns a cleanup function. */
 export async function openTerminal(root, sandboxId) {
   const lib = await loadXterm();
@@ -87,6 +102,7 @@ export async function openTerminal(root, sandboxId) {
     host);
 
   const view = lib ? xtermView(lib, host) : plainView(host);
+  const timeout = await sessionTimeout();
   let ws = null;
 
   const send = (msg) => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); };
@@ -125,7 +141,10 @@ export async function openTerminal(root, sandboxId) {
       setStatus('connected', 'live');
       const { cols, rows } = view.size();
       const cmd = shell.value.trim() || '/bin/sh';
-      sock.send(JSON.stringify({ type: 'start', command: cmd, args: [], mode: 'argv', env: { TERM: 'xterm-256color' }, workdir: '', tty: view.tty, cols, rows }));
+      sock.send(JSON.stringify({
+        type: 'start', command: cmd, args: [], mode: 'argv', env: { TERM: 'xterm-256color' },
+        workdir: '', tty: view.tty, cols, rows, timeout,
+      }));
       view.focus();
     };
     sock.onmessage = (m) => {

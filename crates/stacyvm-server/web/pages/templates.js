@@ -57,7 +57,7 @@ export async function render(root) {
   function edit(t) {
     const isNew = !t;
     t = t || {};
-    const name = h('input', { name: 'name', required: true, value: t.name || '', readonly: !isNew, spellcheck: 'false', pattern: '[A-Za-z0-9._-]+' });
+    const name = h('input', { name: 'name', required: true, value: t.name || '', readonly: !isNew, spellcheck: 'false', pattern: '[A-Za-z0-9._\\-]+' });
     const meta = h('textarea', { name: 'metadata', rows: '3', class: 'mono', spellcheck: 'false' }, t.metadata && Object.keys(t.metadata).length ? JSON.stringify(t.metadata, null, 2) : '');
     const form = h('form', { class: 'card', 'aria-label': isNew ? 'New template' : `Edit ${t.name}` },
       h('h2', {}, isNew ? 'New template' : `Edit ${t.name}`),
