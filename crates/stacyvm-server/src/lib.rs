@@ -7,4 +7,5 @@ pub mod config;
 pub mod events;
 pub mod manager;
 pub mod obs;
+pub mod app;
 pub mod web;
