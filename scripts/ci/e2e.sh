@@ -3,9 +3,11 @@
 #
 #   scripts/ci/e2e.sh URL      run the suite against a running server
 #                              (e.g. http://127.0.0.1:7599)
-#   scripts/ci/e2e.sh          build `stacyvm`, start it on 127.0.0.1:7599 with
-#                              the mock provider and a throw-away database,
-#                              run the suite, stop the server
+#   scripts/ci/e2e.sh BINARY   start that `stacyvm` binary on 127.0.0.1:7599
+#                              with the mock provider and a throw-away
+#                              database, run the suite, stop the server
+#                              (this is how scripts/test calls it)
+#   scripts/ci/e2e.sh          the same after `cargo build -p stacyvm`
 #
 # Idempotent; works on a fresh Debian 12 as root. Installs Debian's chromium
 # and chromium-driver (Playwright downloads no browser: playwright-core only)
@@ -16,7 +18,17 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-url="${1:-}"
+arg="${1:-}"
+url=""
+server_bin=""
+case "$arg" in
+  http://* | https://*) url="${arg%/}" ;;
+  "") ;;
+  *)
+    if [[ ! -x "$arg" ]]; then echo "[e2e] $arg is neither a URL nor an executable" >&2; exit 2; fi
+    server_bin="$(cd "$(dirname "$arg")" && pwd)/$(basename "$arg")"
+    ;;
+esac
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 
@@ -52,9 +64,13 @@ trap cleanup EXIT
 
 if [[ -z "$url" ]]; then
   port="${E2E_PORT:-7599}"
-  target="${CARGO_TARGET_DIR:-$repo/target}"
-  log "building stacyvm"
-  (cd "$repo" && cargo build -p stacyvm)
+  if [[ -z "$server_bin" ]]; then
+    target="${CARGO_TARGET_DIR:-$repo/target}"
+    case "$target" in /*) ;; *) target="$repo/$target" ;; esac
+    log "building stacyvm"
+    (cd "$repo" && cargo build -p stacyvm)
+    server_bin="$target/debug/stacyvm"
+  fi
   workdir="$(mktemp -d /tmp/stacyvm-e2e.XXXXXX)"
   log "starting stacyvm serve on 127.0.0.1:$port (mock provider${STACYVM_API_KEY:+, auth on})"
   if [[ -n "${STACYVM_API_KEY:-}" ]]; then
@@ -64,7 +80,7 @@ if [[ -z "$url" ]]; then
   STACYVM_DATABASE_PATH="$workdir/stacyvm.db" \
   STACYVM_PROVIDERS_MOCK_ENABLED=true \
   STACYVM_PROVIDERS_DEFAULT=mock \
-    "$target/debug/stacyvm" serve >"$workdir/server.log" 2>&1 &
+    "$server_bin" serve >"$workdir/server.log" 2>&1 &
   server_pid=$!
   url="http://127.0.0.1:$port"
   for _ in $(seq 1 100); do
