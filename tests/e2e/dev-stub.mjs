@@ -15,6 +15,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const webDir = path.resolve(here, '../../crates/stacyvm-server/web');
 const port = Number(process.argv[2] || process.env.PORT || 7598);
 const apiKey = process.env.STUB_API_KEY || '';
+const noTty = Boolean(process.env.STUB_NO_TTY); // imitate a provider without PTYs
 
 const sandboxes = new Map();
 const templates = new Map();
@@ -254,6 +255,7 @@ server.on('upgrade', (req, socket) => {
   };
   let buf = Buffer.alloc(0);
   let line = '';
+  let tty = false;
   const id = m[1];
   socket.on('data', (chunk) => {
     buf = Buffer.concat([buf, chunk]);
@@ -269,19 +271,29 @@ server.on('upgrade', (req, socket) => {
       if (opcode === 8) { socket.end(Buffer.from([0x88, 0])); return; }
       if (opcode !== 1) continue;
       const msg = JSON.parse(Buffer.from(data).toString());
-      if (msg.type === 'start') { emit('exec.started', id, { operation: 'exec_stream', tty: msg.tty }); send({ type: 'stdout', data: '/ # ' }); }
+      if (msg.type === 'start') {
+        if (noTty && msg.tty) {
+          send({ type: 'error', message: 'tty in the mock provider is not supported' });
+          socket.end(Buffer.from([0x88, 0]));
+          return;
+        }
+        tty = Boolean(msg.tty);
+        emit('exec.started', id, { operation: 'exec_stream', tty });
+        send({ type: tty ? 'stdout' : 'stderr', data: tty ? '/ # ' : '$ ' });
+      }
       if (msg.type === 'signal') continue;
       if (msg.type !== 'stdin') continue;
       for (const ch of msg.data) {
         if (ch === '\x03') { line = ''; send({ type: 'stdout', data: '^C\r\n/ # ' }); } else if (ch === '\r' || ch === '\n') {
-          send({ type: 'stdout', data: '\r\n' });
+          const nl = tty ? '\r\n' : '\n';
+          if (tty) send({ type: 'stdout', data: nl });
           if (line.trim() === 'exit') { send({ type: 'exit', exit_code: 0 }); emit('exec.completed', id, { operation: 'exec_stream', exit_code: 0 }); socket.end(Buffer.from([0x88, 0])); return; }
           const r = fakeExec(line);
-          if (r.stdout) send({ type: 'stdout', data: r.stdout.replace(/\n/g, '\r\n') });
-          if (r.stderr) send({ type: 'stderr', data: r.stderr.replace(/\n/g, '\r\n') });
+          if (r.stdout) send({ type: 'stdout', data: r.stdout.replace(/\n/g, nl) });
+          if (r.stderr) send({ type: 'stderr', data: r.stderr.replace(/\n/g, nl) });
           line = '';
-          send({ type: 'stdout', data: '/ # ' });
-        } else if (ch === '\x7f') { if (line) { line = line.slice(0, -1); send({ type: 'stdout', data: '\b \b' }); } } else { line += ch; send({ type: 'stdout', data: ch }); }
+          send({ type: tty ? 'stdout' : 'stderr', data: tty ? '/ # ' : '$ ' });
+        } else if (ch === '\x7f') { if (line) { line = line.slice(0, -1); if (tty) send({ type: 'stdout', data: '\b \b' }); } } else { line += ch; if (tty) send({ type: 'stdout', data: ch }); }
       }
     }
   });

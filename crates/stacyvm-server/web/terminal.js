@@ -38,6 +38,8 @@ function xtermView(lib, host) {
   ro.observe(host);
   return {
     tty: true,
+    // Without a PTY the output has bare "\n" line ends.
+    setLineMode: (on) => { term.options.convertEol = on; },
     write: (t) => term.write(t),
     note: (t) => term.write(`\r\n\x1b[2m${t}\x1b[0m\r\n`),
     size: () => ({ cols: term.cols, rows: term.rows }),
@@ -63,6 +65,8 @@ function plainView(host) {
   const strip = (t) => t.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
   return {
     tty: false,
+    lineInput: true,
+    setLineMode: () => {},
     write: (t) => { out.textContent += strip(t); out.scrollTop = out.scrollHeight; },
     note: (t) => { out.textContent += `\n${t}\n`; },
     size: () => ({ cols: 80, rows: 24 }),
@@ -108,14 +112,52 @@ export async function openTerminal(root, sandboxId) {
   const send = (msg) => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); };
   const setStatus = (text, state) => { status.textContent = text; status.dataset.state = state; };
 
+  // PTY mode sends keystrokes as they come. Line mode (no PTY on the
+  // server: some providers cannot allocate one) edits the line locally and
+  // sends it on Enter, like a dumb terminal.
+  let lineMode = !view.tty;
+  let line = '';
+
+  function interrupt() {
+    send({ type: 'signal', signal: 'SIGINT' });
+  }
+
+  function lineInput(data) {
+    if (view.lineInput) { // the plain view already edits lines
+      if (data === '\x03') interrupt(); else send({ type: 'stdin', data });
+      return;
+    }
+    if (data.startsWith('\x1b')) return; // arrows, function keys: no history here
+    for (const ch of data) {
+      if (ch === '\r' || ch === '\n') {
+        view.write('\r\n');
+        send({ type: 'stdin', data: `${line}\n` });
+        line = '';
+      } else if (ch === '\x7f' || ch === '\b') {
+        if (line) { line = [...line].slice(0, -1).join(''); view.write('\b \b'); }
+      } else if (ch === '\x03') {
+        view.write('^C\r\n');
+        line = '';
+        interrupt();
+      } else if (ch === '\x15') { // Ctrl-U: erase the line
+        view.write('\b \b'.repeat([...line].length));
+        line = '';
+      } else if (ch >= ' ') {
+        line += ch;
+        view.write(ch);
+      }
+    }
+  }
+
   view.onInput((data) => {
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (lineMode) { lineInput(data); return; }
     if (data === '\x03') {
       // Deliver Ctrl-C both ways: the PTY's line discipline turns the byte
       // into SIGINT for the foreground job; the signal message covers
-      // servers without a real PTY.
+      // servers whose PTY does not.
       send({ type: 'stdin', data });
-      send({ type: 'signal', signal: 'SIGINT' });
+      interrupt();
       return;
     }
     send({ type: 'stdin', data });
@@ -136,26 +178,40 @@ export async function openTerminal(root, sandboxId) {
     const sock = new WebSocket(wsUrl(`sandboxes/${encodeURIComponent(sandboxId)}/exec/ws`));
     ws = sock;
     btn.textContent = 'Disconnect';
+    let output = false;
     sock.onopen = () => {
       opened = true;
-      setStatus('connected', 'live');
+      setStatus(lineMode ? 'connected (line mode, no PTY)' : 'connected', 'live');
       const { cols, rows } = view.size();
       const cmd = shell.value.trim() || '/bin/sh';
+      view.setLineMode(lineMode);
+      line = '';
       sock.send(JSON.stringify({
-        type: 'start', command: cmd, args: [], mode: 'argv', env: { TERM: 'xterm-256color' },
-        workdir: '', tty: view.tty, cols, rows, timeout,
+        type: 'start', command: cmd,
+        // Without a PTY a shell only prompts when told it is interactive.
+        args: lineMode && /(^|\/)(sh|bash|dash|ash|zsh)$/.test(cmd) ? ['-i'] : [],
+        mode: 'argv', env: { TERM: lineMode ? 'dumb' : 'xterm-256color' },
+        workdir: '', tty: !lineMode, cols, rows, timeout,
       }));
       view.focus();
     };
     sock.onmessage = (m) => {
       let msg;
       try { msg = JSON.parse(m.data); } catch { return; }
-      if (msg.type === 'stdout' || msg.type === 'stderr') view.write(msg.data || '');
+      if (msg.type === 'stdout' || msg.type === 'stderr') { output = true; view.write(msg.data || ''); }
       else if (msg.type === 'exit') {
         exited = true;
         view.note(`[process exited with code ${msg.exit_code}]`);
         setStatus(`exited (${msg.exit_code})`, 'off');
       } else if (msg.type === 'error') {
+        if (!lineMode && !output && /tty|pty|terminal/i.test(msg.message || '')) {
+          // The provider cannot give us a PTY: retry as a line-mode session.
+          exited = true;
+          lineMode = true;
+          view.note(`${msg.message} — switching to line mode`);
+          setTimeout(connect, 0);
+          return;
+        }
         view.note(`error: ${msg.message}`);
         setStatus('error', 'bad');
       }
