@@ -34,7 +34,7 @@ export function barChart({ rows, series, format = String, label, max, width = 52
     series.forEach((ser, j) => {
       const v = row.values[j];
       const by = y + j * 12;
-      const w = v === null || v === undefined || !top ? 0 : Math.max(1, (v / top) * barW);
+      const w = !v || !top ? 0 : Math.max(1, (v / top) * barW);
       svg.append(s('rect', { x: labelW, y: by, width: barW, height: 10, class: 'chart-track', rx: 2 }));
       const bar = s('rect', { x: labelW, y: by, width: w, height: 10, class: `chart-bar ${ser.class || ''}`, rx: 2 },
         s('title', {}, `${row.label} ${ser.name}: ${v === null || v === undefined ? 'n/a' : format(v)}`));
