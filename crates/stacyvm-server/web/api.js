@@ -183,12 +183,14 @@ export class SseParser {
 /**
  * Subscribes to /events. Uses EventSource when no key is stored, otherwise a
  * fetch() stream with the X-API-Key header; reconnects with Last-Event-ID.
+ * `replay` starts with the server's recent history (event ids are evt-N).
  * Returns a function that closes the subscription.
  * `onEvent(event)` gets parsed events; `onStatus('live'|'connecting'|'offline')`.
  */
-export function subscribeEvents({ types, sandboxId, onEvent, onStatus = () => {} }) {
+export function subscribeEvents({ types, sandboxId, onEvent, onStatus = () => {}, replay = false }) {
   let closed = false;
-  let lastId = '';
+  // "evt-0" asks the server to replay its whole in-memory history first.
+  let lastId = replay ? 'evt-0' : '';
   let es = null;
   let ctrl = null;
   let timer = null;

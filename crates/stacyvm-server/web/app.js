@@ -36,6 +36,7 @@ function startFeed() {
   const conn = document.getElementById('conn');
   const seen = new Set();
   return subscribeEvents({
+    replay: true,
     onEvent(ev) {
       if (ev.id && seen.has(ev.id)) return;
       if (ev.id) seen.add(ev.id);

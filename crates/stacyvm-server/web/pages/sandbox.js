@@ -8,10 +8,11 @@ import {
 import { extendSandbox, destroySandbox } from './sandboxes.js';
 import { openTerminal } from '../terminal.js';
 import { renderFiles } from './files.js';
+import { eventItem } from './events.js';
 
 const TABS = [['overview', 'Overview'], ['terminal', 'Terminal'], ['files', 'Files']];
 
-export async function render(root, [id, tab = 'overview']) {
+export async function render(root, [id, tab = 'overview'], { liveEvents }) {
   const enc = encodeURIComponent(id);
   let sb;
   try {
@@ -47,9 +48,24 @@ export async function render(root, [id, tab = 'overview']) {
     const logs = h('pre', { class: 'console', tabindex: '0', 'aria-label': 'Console log' }, 'Loading…');
     const usage = h('div');
     const reload = h('button', { type: 'button', class: 'ghost small', onclick: () => loadLogs() }, 'Reload');
+    const evList = h('ol', { class: 'event-list', 'aria-label': `Events of ${id}` });
+    const mine = (ev) => ev.sandbox_id === id;
+    const recent = liveEvents.recent().filter(mine).slice(-20).reverse();
+    if (recent.length) evList.append(...recent.map((e) => eventItem(e)));
+    else evList.append(h('li', { class: 'empty' }, 'No events for this sandbox yet.'));
     mount(panel,
       h('div', { class: 'grid-2' }, section('Details', meta), section('Resource usage', usage)),
-      section('Console log', h('div', { class: 'section-tools' }, h('span', { class: 'muted small' }, 'last 200 lines'), reload), logs));
+      section('Console log', h('div', { class: 'section-tools' }, h('span', { class: 'muted small' }, 'last 200 lines'), reload), logs),
+      section('Events', evList));
+    stops.push(liveEvents.listen((ev) => {
+      if (!mine(ev)) return;
+      evList.querySelector('.empty')?.remove();
+      evList.prepend(eventItem(ev));
+      while (evList.children.length > 20) evList.lastChild.remove();
+      if (/^sandbox\.(running|expired|error)$/.test(ev.type || '')) {
+        get(`sandboxes/${enc}`).then((n) => { sb = n; refreshMeta(); drawUsage(); }).catch(() => {});
+      }
+    }));
     async function loadLogs() {
       try {
         const lines = await get(`sandboxes/${enc}/logs`, { query: { lines: 200 } });
