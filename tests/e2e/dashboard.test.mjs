@@ -265,6 +265,11 @@ step('diagnostics page shows the redacted document', async () => {
 });
 
 step('phone width: navigation menu and pages stay usable', async () => {
+  // One sandbox so the phone list has a row to lay out.
+  const headers = KEY ? { 'X-API-Key': KEY } : {};
+  const res = await context.request.post(`${BASE}/api/v1/sandboxes`, { data: { ttl: '5m', owner_id: 'phone' }, headers });
+  assert.equal(res.status(), 201, await res.text());
+  const sbId = (await res.json()).id;
   const phone = await context.newPage();
   phone.on('pageerror', (e) => pageErrors.push(String(e)));
   await phone.setViewportSize({ width: 390, height: 844 });
@@ -276,6 +281,8 @@ step('phone width: navigation menu and pages stay usable', async () => {
     await phone.click('#key-dialog button[value="ok"]');
   }
   await phone.locator('main h1', { hasText: 'Sandboxes' }).waitFor();
+  await phone.locator(`tr[data-id="${sbId}"]`).waitFor();
+  await shot('13-phone-sandboxes', phone);
   const toggle = phone.getByRole('button', { name: 'Menu' });
   assert.ok(await toggle.isVisible(), 'menu button visible on a phone');
   await toggle.click();
@@ -284,8 +291,10 @@ step('phone width: navigation menu and pages stay usable', async () => {
   await phone.locator('#conn[data-state="live"]').waitFor();
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `page is ${overflow}px wider than the phone screen`);
-  await shot('13-phone-overview', phone);
+  await shot('14-phone-overview', phone);
   await phone.close();
+  const gone = await context.request.delete(`${BASE}/api/v1/sandboxes/${sbId}`, { headers });
+  assert.equal(gone.status(), 200);
 });
 
 step('keyboard: skip link and navigation are reachable with Tab', async () => {
