@@ -54,6 +54,7 @@ fn main() {
             UnixListener::bind(path)
         }
         ["--version"] => {
+            #[allow(clippy::print_stdout)]
             println!("stacyvm-agent {}", env!("CARGO_PKG_VERSION"));
             return;
         }
