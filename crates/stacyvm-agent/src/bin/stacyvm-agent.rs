@@ -54,8 +54,12 @@ fn main() {
             UnixListener::bind(path)
         }
         ["--version"] => {
-            #[allow(clippy::print_stdout)]
-            println!("stacyvm-agent {}", env!("CARGO_PKG_VERSION"));
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "stacyvm-agent {}",
+                env!("CARGO_PKG_VERSION")
+            );
             return;
         }
         _ => usage(),
