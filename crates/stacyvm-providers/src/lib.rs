@@ -5,6 +5,8 @@
 #![deny(unsafe_code)]
 
 mod error;
+#[cfg(feature = "native")]
+pub mod native;
 mod provider;
 
 pub use error::ProviderError;

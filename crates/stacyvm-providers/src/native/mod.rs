@@ -1,0 +1,2 @@
+//! The native provider: sandboxes as OCI containers run from cached images.
+pub mod image;
