@@ -85,7 +85,13 @@ pub fn spawn(
             exit_code: 127,
         });
     };
-    let cwd = if workdir.is_empty() { "/" } else { workdir };
+    // The agent's own directory is the image's working directory.
+    let own_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let cwd = if workdir.is_empty() {
+        own_dir.to_str().unwrap_or("/")
+    } else {
+        workdir
+    };
     let path_var = env.get("PATH").map(String::as_str).unwrap_or(DEFAULT_PATH);
     let Some(program) = resolve(argv0, path_var, Path::new(cwd)) else {
         return Err(SpawnError {
