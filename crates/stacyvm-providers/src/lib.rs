@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+pub mod hostfs;
 #[cfg(feature = "native")]
 pub mod native;
 mod provider;
