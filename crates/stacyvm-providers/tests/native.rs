@@ -94,7 +94,10 @@ async fn streams_with_tty_stdin_and_timeout() {
     spec.timeout = Duration::from_millis(300);
     let t = Instant::now();
     let r = p.exec(&id, &spec).await;
-    assert!(matches!(r, Err(stacyvm_providers::ProviderError::ExecTimeout(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(stacyvm_providers::ProviderError::ExecTimeout(_))),
+        "{r:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(5));
     p.destroy(&id).await.unwrap();
 }

@@ -81,9 +81,12 @@ pub async fn start(sock: &Path, req: stacyvm_agent::ExecRequest) -> Result<Start
         .await
         .map_err(|e| conn_err(sock, e))?;
     let (mut read, mut write) = stream.into_split();
-    send(&mut write, &Frame::json(FrameKind::Request, &Request::Exec(req)))
-        .await
-        .map_err(|e| conn_err(sock, e))?;
+    send(
+        &mut write,
+        &Frame::json(FrameKind::Request, &Request::Exec(req)),
+    )
+    .await
+    .map_err(|e| conn_err(sock, e))?;
     match read_frame_async(&mut read).await {
         Ok(Some(f)) if f.kind == FrameKind::Response => match f.parse::<Response>() {
             Ok(Response::Started { .. }) => Ok(Started { read, write }),

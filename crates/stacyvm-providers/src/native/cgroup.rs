@@ -81,7 +81,9 @@ pub fn existing_dirs(rel: &str) -> Vec<PathBuf> {
 pub fn problem() -> Option<String> {
     let root = Path::new(ROOT);
     if !root.exists() {
-        return Some(format!("no cgroup filesystem at {ROOT}: mount cgroup2 there"));
+        return Some(format!(
+            "no cgroup filesystem at {ROOT}: mount cgroup2 there"
+        ));
     }
     if is_v2() {
         let have = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();

@@ -78,8 +78,8 @@ impl NativeProvider {
     /// says what is missing.
     pub fn new(config: NativeConfig, images: ImageStore) -> Result<Self, ProviderError> {
         config.validate().map_err(ProviderError::InvalidInput)?;
-        let bin = health::find_binary(&config.runtime)
-            .unwrap_or_else(|| PathBuf::from(&config.runtime));
+        let bin =
+            health::find_binary(&config.runtime).unwrap_or_else(|| PathBuf::from(&config.runtime));
         let runtime = Runtime::new(bin, config.data_dir.join("runtime"));
         let agent = agent_path::find(config.agent_path.as_deref()).ok();
         Ok(NativeProvider {
@@ -104,7 +104,12 @@ impl NativeProvider {
     }
 
     fn paths(&self, id: &SandboxId) -> Paths {
-        let dir = self.inner.config.data_dir.join("sandboxes").join(id.as_str());
+        let dir = self
+            .inner
+            .config
+            .data_dir
+            .join("sandboxes")
+            .join(id.as_str());
         Paths {
             bundle: dir.join("bundle"),
             rootfs: dir.join("rootfs"),

@@ -23,7 +23,10 @@ pub fn mount_overlay(
     for p in layers.iter().map(PathBuf::as_path).chain([upper, work]) {
         let s = p.as_os_str().as_bytes();
         if s.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
-            return Err(format!("path {} cannot be used in overlay options", p.display()));
+            return Err(format!(
+                "path {} cannot be used in overlay options",
+                p.display()
+            ));
         }
     }
     let lower: Vec<String> = layers
