@@ -4,6 +4,8 @@
 
 mod native_support;
 
+use std::time::{Duration, Instant};
+
 use native_support::*;
 use stacyvm_core::SandboxId;
 use stacyvm_providers::native::image::{ImageConfig, ImageStore};
@@ -37,6 +39,11 @@ async fn sandboxes_survive_a_provider_restart_and_are_readopted() {
     assert!(p.inventory().await.unwrap().unwrap().is_empty());
 }
 
+fn p50(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
 fn agent_processes() -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
@@ -64,14 +71,27 @@ async fn spawn_destroy_cycles_leak_nothing() {
     let data = p.config().data_dir.clone();
     let agents_before = agent_processes();
     let mut ids = Vec::new();
+    let (mut spawn_t, mut exec_t, mut destroy_t) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cycles {
         let id = SandboxId::generate();
+        let t = Instant::now();
         p.spawn(&spawn_spec(&id)).await.unwrap();
-        let (code, _, _) = run(p, &id, "echo hi > /tmp/x; sleep 100 &").await;
+        spawn_t.push(t.elapsed());
+        let t = Instant::now();
+        let (code, _, _) = run(p, &id, "echo hi > /tmp/x; sleep 100 >/dev/null 2>&1 &").await;
+        exec_t.push(t.elapsed());
         assert_eq!(code, 0);
+        let t = Instant::now();
         p.destroy(&id).await.unwrap();
+        destroy_t.push(t.elapsed());
         ids.push(id);
     }
+    eprintln!(
+        "{cycles} cycles, p50: spawn {:?}, first exec {:?}, destroy {:?}",
+        p50(&mut spawn_t),
+        p50(&mut exec_t),
+        p50(&mut destroy_t)
+    );
     let data_s = data.display().to_string();
     assert_eq!(mounts_with(&data_s), Vec::<String>::new(), "mounts left");
     for id in &ids {
