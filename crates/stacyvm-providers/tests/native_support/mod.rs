@@ -54,24 +54,29 @@ pub struct Env {
 }
 
 pub async fn env_with(config: impl FnOnce(&mut NativeConfig)) -> Option<Env> {
-    if !rustix::process::geteuid().is_root() {
-        require("root")
-    } else {
-        true
-    };
-    if !rustix::process::geteuid().is_root() {
-        return None;
-    }
     let dir = tempfile::Builder::new()
         .prefix("svn")
         .tempdir_in("/var/tmp")
         .ok()?;
+    let provider = provider_at(dir.path(), config).await?;
+    Some(Env { provider, dir })
+}
+
+/// A provider with its data under `dir`, the busybox image imported.
+pub async fn provider_at(
+    dir: &Path,
+    config: impl FnOnce(&mut NativeConfig),
+) -> Option<NativeProvider> {
+    if !rustix::process::geteuid().is_root() {
+        require("root");
+        return None;
+    }
     let mut cfg = NativeConfig {
-        data_dir: dir.path().join("d"),
+        data_dir: dir.join("d"),
         ..Default::default()
     };
     config(&mut cfg);
-    let images = ImageStore::open(dir.path().join("images"), ImageConfig::default()).unwrap();
+    let images = ImageStore::open(dir.join("images"), ImageConfig::default()).unwrap();
     let provider = NativeProvider::new(cfg, images.clone()).unwrap();
     let HealthReport { healthy, error } = provider.health().await;
     if !healthy {
@@ -83,7 +88,7 @@ pub async fn env_with(config: impl FnOnce(&mut NativeConfig)) -> Option<Env> {
         return None;
     };
     images.import_rootfs_tar(&tar, IMAGE).await.unwrap();
-    Some(Env { provider, dir })
+    Some(provider)
 }
 
 pub async fn env() -> Option<Env> {
