@@ -101,3 +101,47 @@ async fn streams_with_tty_stdin_and_timeout() {
     assert!(t.elapsed() < Duration::from_secs(5));
     p.destroy(&id).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_what_is_missing() {
+    use stacyvm_providers::native::image::{ImageConfig, ImageStore};
+    use stacyvm_providers::native::{NativeConfig, NativeProvider};
+    let dir = tempfile::tempdir().unwrap();
+    let images = ImageStore::open(dir.path().join("images"), ImageConfig::default()).unwrap();
+    let cfg = NativeConfig {
+        runtime: "runsc-not-installed".into(),
+        data_dir: dir.path().join("d"),
+        agent_path: Some(dir.path().join("no-agent")),
+        ..Default::default()
+    };
+    let p = NativeProvider::new(cfg, images).unwrap();
+    let h = p.health().await;
+    assert!(!h.healthy);
+    let msg = h.error.unwrap();
+    assert!(
+        msg.contains("OCI runtime runsc-not-installed not found"),
+        "{msg}"
+    );
+    assert!(msg.contains("no usable stacyvm-agent"), "{msg}");
+    // Spawning on an unhealthy host fails with a reason and leaves nothing.
+    let id = SandboxId::generate();
+    let err = p.spawn(&spawn_spec(&id)).await.unwrap_err();
+    assert!(err.to_string().contains("stacyvm-agent"), "{err}");
+    assert!(!dir.path().join("d/sandboxes").join(id.as_str()).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_spawn_leaves_nothing_behind() {
+    let Some(env) = env().await else { return };
+    let p = &env.provider;
+    let id = SandboxId::generate();
+    let mut spec = spawn_spec(&id);
+    spec.image = "127.0.0.1:1/missing/image:latest".into();
+    assert!(p.spawn(&spec).await.is_err());
+    let dir = p.config().data_dir.join("sandboxes").join(id.as_str());
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Missing);
+    // The same id can be used again.
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    p.destroy(&id).await.unwrap();
+}
