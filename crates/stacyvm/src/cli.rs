@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::{client, serve};
+use crate::{bench, client, serve};
 
 /// StacyVM: self-hosted sandboxes for AI agents and developer tools.
 #[derive(Debug, Parser)]
@@ -59,6 +59,8 @@ pub enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure spawn, exec, files, load and density per provider.
+    Bench(bench::BenchArgs),
     /// Print the version.
     Version,
     /// Print shell completions.
@@ -107,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kill { ids } => client::kill(&cli.conn, &ids).await,
         Command::Files(cmd) => client::files(&cli.conn, cmd).await,
         Command::Config(cmd) => serve::config(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(&cli.conn, args).await,
         Command::Version => {
             println_out(&format!("stacyvm {}", stacyvm_core::VERSION));
             Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //! or talk to one. All real work lives in library code.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod client;
 mod serve;

@@ -1,0 +1,297 @@
+//! `stacyvm bench`: how fast sandboxes really are on this machine.
+//!
+//! Runs a fixed set of scenarios against a server (`--server`) or one it
+//! starts in-process on a temporary data dir (`--embedded`), per provider,
+//! and prints min / p50 / p95 / p99 / max per scenario, or a stable JSON
+//! document with `--json`. Every sandbox it creates is tracked, so Ctrl-C
+//! destroys them before exiting. See docs/benchmarks.md.
+
+mod api;
+mod load;
+mod raw;
+mod report;
+mod scenarios;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use stacyvm_server::app;
+use stacyvm_server::config::Config;
+use tokio::sync::oneshot;
+
+use crate::cli::{Connection, println_out};
+use api::{BenchClient, Tracker};
+use load::MemorySource;
+use raw::RawTracker;
+use report::{BenchResult, Machine, Report};
+use scenarios::Counts;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Start a server in-process on 127.0.0.1 with a temporary data dir
+    /// and the requested providers enabled (instead of using --server).
+    #[arg(long)]
+    pub embedded: bool,
+    /// Providers to measure, comma-separated: native, docker, mock.
+    #[arg(long, value_delimiter = ',', default_value = "docker")]
+    pub provider: Vec<String>,
+    /// Image to spawn (default: the server's default image).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Small counts for CI: 5 iterations, 1 warm-up, 2 s of mixed load.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print a JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Measured iterations per scenario [default: 30, quick: 5].
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Discarded warm-up iterations per scenario [default: 3, quick: 1].
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Concurrent clients of the mixed load [default: 4, quick: 2].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Seconds the mixed load runs [default: 10, quick: 2].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Idle sandboxes held by the density scenario [default: 20, quick: 5].
+    #[arg(long)]
+    pub density: Option<usize>,
+    /// Also run the same work without the orchestrator (docker: direct
+    /// Engine API calls; always: a bare fork+exec) and print the ratio.
+    #[arg(long)]
+    pub compare_raw: bool,
+}
+
+/// The effective plan after defaults.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    counts: Counts,
+    concurrency: usize,
+    duration: Duration,
+    density: usize,
+}
+
+impl Plan {
+    fn from(a: &BenchArgs) -> Self {
+        let q = a.quick;
+        Plan {
+            counts: Counts {
+                count: a.count.unwrap_or(if q { 5 } else { 30 }).max(1),
+                warmup: a.warmup.unwrap_or(if q { 1 } else { 3 }),
+            },
+            concurrency: a.concurrency.unwrap_or(if q { 2 } else { 4 }).max(1),
+            duration: Duration::from_secs_f64(a.duration.unwrap_or(if q { 2.0 } else { 10.0 })),
+            density: a.density.unwrap_or(if q { 5 } else { 20 }).max(1),
+        }
+    }
+
+    /// Progress steps per provider: lifecycle, in-sandbox loops, mixed, density.
+    fn steps(&self) -> u64 {
+        (self.counts.total() * 4 + 1 + self.density) as u64
+    }
+}
+
+/// A server started in-process for `--embedded`.
+struct Embedded {
+    url: String,
+    manager: stacyvm_server::manager::Manager,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+const PROVIDERS: [&str; 3] = ["native", "docker", "mock"];
+
+async fn start_embedded(providers: &[String]) -> Result<Embedded> {
+    let dir = tempfile::Builder::new()
+        .prefix("stacyvm-bench-")
+        .tempdir()
+        .context("cannot create a temporary data dir")?;
+    let mut c = Config::default();
+    c.database.path = dir.path().join("stacyvm.db");
+    c.providers.mock.enabled = providers.iter().any(|p| p == "mock");
+    c.providers.mock.base_dir = Some(dir.path().join("mock"));
+    c.providers.docker.enabled = providers.iter().any(|p| p == "docker");
+    if providers.iter().any(|p| p == "native") {
+        bail!(
+            "the native provider cannot be embedded by this build: the server does not wire it up yet; run it against a server that has it with --server"
+        );
+    }
+    c.providers.default = providers[0].clone();
+    c.server.port = 0;
+    c.defaults.max_sandboxes = c.defaults.max_sandboxes.max(1000);
+    c.defaults.max_sandboxes_per_owner = c.defaults.max_sandboxes_per_owner.max(1000);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    let app = app::build(c, Vec::new())
+        .await
+        .context("cannot start the embedded server")?;
+    let manager = app.manager.clone();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        if let Err(e) = app
+            .run(listener, async {
+                let _ = rx.await;
+            })
+            .await
+        {
+            eprintln!("bench: embedded server: {e}");
+        }
+    });
+    Ok(Embedded {
+        url: format!("http://{addr}"),
+        manager,
+        stop,
+        task,
+        _dir: dir,
+    })
+}
+
+fn progress(hidden: bool, len: u64) -> ProgressBar {
+    let target = if hidden || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let pb = ProgressBar::with_draw_target(Some(len), target);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+    {
+        pb.set_style(style);
+    }
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Runs every scenario for every provider.
+async fn run_all(
+    conn: &Connection,
+    a: &BenchArgs,
+    plan: Plan,
+    mem: &MemorySource,
+    tracker: &Tracker,
+    raw_tracker: &RawTracker,
+    pb: &ProgressBar,
+) -> Result<Report> {
+    let mut results: Vec<BenchResult> = Vec::new();
+    let mut notes = Vec::new();
+    for p in &a.provider {
+        let c = BenchClient::new(conn, p, a.image.clone(), tracker.clone())?;
+        // Fail fast with the server's own message if the provider is unusable.
+        let probe = c.spawn().await.with_context(|| format!("provider {p}"))?;
+        let probe_id = probe["id"].as_str().unwrap_or_default().to_string();
+        c.destroy(&probe_id).await?;
+        results.extend(scenarios::lifecycle(&c, plan.counts, pb).await);
+        results.extend(scenarios::in_sandbox(&c, plan.counts, pb).await?);
+        results.push(load::mixed(&c, plan.concurrency, plan.duration, pb).await);
+        results.push(load::density(&c, plan.density, mem, pb).await);
+        if a.compare_raw {
+            match p.as_str() {
+                "docker" => {
+                    let image = probe["image"].as_str().unwrap_or_default();
+                    let mem_mb = probe["memory_mb"].as_u64().unwrap_or(0);
+                    let vcpus = probe["vcpus"].as_u64().unwrap_or(0);
+                    pb.inc_length(plan.counts.total() as u64);
+                    let raw =
+                        raw::docker(image, mem_mb, vcpus, plan.counts, raw_tracker, pb).await?;
+                    results.extend(raw);
+                    notes.extend(raw::ratios(&mut results, "docker", "docker-raw"));
+                }
+                "native" => notes.push(
+                    "native: the comparison against the OCI runtime CLI (crun create/start/delete) is not available in this build".into(),
+                ),
+                _ => {}
+            }
+        }
+    }
+    if a.compare_raw {
+        pb.inc_length(plan.counts.total() as u64);
+        results.push(raw::fork_floor(plan.counts, pb).await);
+        for p in &a.provider {
+            notes.extend(raw::ratios(&mut results, p, "fork"));
+        }
+    }
+    Ok(Report {
+        machine: Machine::detect(),
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        results,
+        notes,
+    })
+}
+
+pub async fn run(conn: &Connection, a: BenchArgs) -> Result<ExitCode> {
+    for p in &a.provider {
+        if !PROVIDERS.contains(&p.as_str()) {
+            bail!("unknown provider {p:?} (use native, docker or mock)");
+        }
+    }
+    if a.provider.is_empty() {
+        bail!("--provider needs at least one provider");
+    }
+    let plan = Plan::from(&a);
+    let embedded = if a.embedded {
+        Some(start_embedded(&a.provider).await?)
+    } else {
+        None
+    };
+    let mut conn = conn.clone();
+    let mem = match &embedded {
+        Some(e) => {
+            conn.server = e.url.clone();
+            MemorySource::Embedded(e.manager.clone())
+        }
+        None => MemorySource::Remote,
+    };
+    let tracker = Tracker::default();
+    let raw_tracker = RawTracker::default();
+    let pb = progress(a.json, plan.steps() * a.provider.len() as u64);
+    let outcome = tokio::select! {
+        r = run_all(&conn, &a, plan, &mem, &tracker, &raw_tracker, &pb) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    pb.finish_and_clear();
+    let leftovers = cleanup(&conn, &tracker, &raw_tracker).await;
+    if let Some(e) = embedded {
+        let _ = e.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(30), e.task).await;
+    }
+    let Some(report) = outcome else {
+        bail!("interrupted; destroyed {leftovers} sandbox(es) the benchmark had created");
+    };
+    let report = report?;
+    if a.json {
+        println_out(&serde_json::to_string_pretty(&report)?);
+    } else {
+        println_out(report::table(&report).trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Destroys whatever the run created and did not destroy (interruption or
+/// a failed scenario); returns how many were removed.
+async fn cleanup(conn: &Connection, tracker: &Tracker, raw: &RawTracker) -> usize {
+    let ids = tracker.ids();
+    let mut n = raw.cleanup().await;
+    if ids.is_empty() {
+        return n;
+    }
+    let Ok(c) = BenchClient::new(conn, "", None, tracker.clone()) else {
+        return n;
+    };
+    for id in ids {
+        match c.destroy(&id).await {
+            Ok(()) => n += 1,
+            Err(e) => eprintln!("bench: cleanup: {e:#}"),
+        }
+    }
+    n
+}
