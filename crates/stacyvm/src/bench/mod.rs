@@ -200,7 +200,7 @@ async fn run_all(
                     let image = probe["image"].as_str().unwrap_or_default();
                     let mem_mb = probe["memory_mb"].as_u64().unwrap_or(0);
                     let vcpus = probe["vcpus"].as_u64().unwrap_or(0);
-                    pb.inc_length(plan.counts.total() as u64);
+                    pb.inc_length(2 * plan.counts.total() as u64);
                     let raw =
                         raw::docker(image, mem_mb, vcpus, plan.counts, raw_tracker, pb).await?;
                     results.extend(raw);
