@@ -265,7 +265,11 @@ pub async fn run(conn: &Connection, a: BenchArgs) -> Result<ExitCode> {
         let _ = tokio::time::timeout(Duration::from_secs(30), e.task).await;
     }
     let Some(report) = outcome else {
-        bail!("interrupted; destroyed {leftovers} sandbox(es) the benchmark had created");
+        eprintln!(
+            "error: interrupted; destroyed {leftovers} sandbox(es) the benchmark had created"
+        );
+        // The shell convention for death by SIGINT.
+        return Ok(ExitCode::from(130));
     };
     let report = report?;
     if a.json {
