@@ -45,6 +45,14 @@ pub struct App {
 /// Builds the providers enabled in `config`, in preference order.
 pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartError> {
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    if config.providers.native.enabled {
+        match native_provider(config) {
+            Ok(p) => providers.push(Arc::new(p)),
+            // A host where the image cache cannot even be opened cannot run
+            // native sandboxes; say why and let `auto` fall back.
+            Err(e) => tracing::warn!(error = %e, "native provider disabled"),
+        }
+    }
     if config.providers.docker.enabled {
         let docker =
             stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
@@ -68,6 +76,19 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
         providers.push(Arc::new(mock));
     }
     Ok(providers)
+}
+
+fn native_provider(config: &Config) -> Result<stacyvm_providers::native::NativeProvider, String> {
+    use stacyvm_providers::native::{NativeProvider, image::ImageStore};
+    let native = &config.providers.native;
+    let images =
+        ImageStore::open(native.data_dir.join("images"), config.images.clone()).map_err(|e| {
+            format!(
+                "cannot open the image store under {}: {e}",
+                native.data_dir.display()
+            )
+        })?;
+    NativeProvider::new(native.clone(), images).map_err(|e| e.to_string())
 }
 
 /// Picks the default provider: the configured name, or for `auto` the first

@@ -26,6 +26,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.providers.mock.base_dir = Some(dir.join("mock"));
     c.providers.default = "mock".into();
     c.providers.docker.enabled = false;
+    c.providers.native.enabled = false;
     c.server.port = 0;
     c
 }
