@@ -119,11 +119,9 @@ async fn start_embedded(providers: &[String]) -> Result<Embedded> {
     c.providers.mock.enabled = providers.iter().any(|p| p == "mock");
     c.providers.mock.base_dir = Some(dir.path().join("mock"));
     c.providers.docker.enabled = providers.iter().any(|p| p == "docker");
-    if providers.iter().any(|p| p == "native") {
-        bail!(
-            "the native provider cannot be embedded by this build: the server does not wire it up yet; run it against a server that has it with --server"
-        );
-    }
+    // The native provider keeps its default data dir: its image cache is
+    // shared with the installed server, so images need no fresh pull.
+    c.providers.native.enabled = providers.iter().any(|p| p == "native");
     c.providers.default = providers[0].clone();
     c.server.port = 0;
     c.defaults.max_sandboxes = c.defaults.max_sandboxes.max(1000);
