@@ -9,6 +9,7 @@
 mod api;
 mod load;
 mod raw;
+mod raw_oci;
 mod report;
 mod scenarios;
 
@@ -63,8 +64,11 @@ pub struct BenchArgs {
     /// Idle sandboxes held by the density scenario [default: 20, quick: 5].
     #[arg(long)]
     pub density: Option<usize>,
+    /// OCI runtime CLI the native comparison drives directly.
+    #[arg(long, default_value = "crun")]
+    pub runtime: String,
     /// Also run the same work without the orchestrator (docker: direct
-    /// Engine API calls; always: a bare fork+exec) and print the ratio.
+    /// Engine API calls; native: the OCI runtime CLI; always: a bare fork+exec) and print the ratio.
     #[arg(long)]
     pub compare_raw: bool,
 }
@@ -204,9 +208,19 @@ async fn run_all(
                     results.extend(raw);
                     notes.extend(raw::ratios(&mut results, "docker", "docker-raw"));
                 }
-                "native" => notes.push(
-                    "native: the comparison against the OCI runtime CLI (crun create/start/delete) is not available in this build".into(),
-                ),
+                "native" => {
+                    pb.inc_length(plan.counts.total() as u64);
+                    let runtime = a.runtime.as_str();
+                    match raw_oci::native(runtime, plan.counts, raw_tracker, pb).await {
+                        Ok(raw) => {
+                            results.extend(raw);
+                            notes.extend(raw::ratios(&mut results, "native", &format!("{runtime}-raw")));
+                        }
+                        Err(e) => notes.push(format!(
+                            "native: the comparison against the OCI runtime CLI is not available: {e:#}"
+                        )),
+                    }
+                }
                 _ => {}
             }
         }

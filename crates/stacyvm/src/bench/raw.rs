@@ -17,28 +17,51 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 use stacyvm_providers::docker::DockerConfig;
 
+use super::raw_oci::Bundle;
 use super::report::{BenchResult, Samples};
 use super::scenarios::{Counts, fail};
 
-/// Containers created by the raw comparison and not yet removed.
+/// Containers created by the raw comparisons and not yet removed.
 #[derive(Debug, Clone, Default)]
-pub struct RawTracker(Arc<Mutex<BTreeSet<String>>>);
+pub struct RawTracker {
+    docker: Arc<Mutex<BTreeSet<String>>>,
+    oci: Arc<Mutex<Vec<(Arc<Bundle>, String)>>>,
+}
 
 impl RawTracker {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.docker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_oci(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<Bundle>, String)>> {
+        self.oci.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add_oci(&self, bundle: Arc<Bundle>, name: &str) {
+        self.lock_oci().push((bundle, name.to_string()));
+    }
+
+    pub fn remove_oci(&self, name: &str) {
+        self.lock_oci().retain(|(_, n)| n != name);
     }
 
     /// Force-removes every container still recorded.
     pub async fn cleanup(&self) -> usize {
+        let mut n = 0;
+        let oci: Vec<_> = self.lock_oci().drain(..).collect();
+        for (bundle, name) in oci {
+            let removed = tokio::task::spawn_blocking(move || bundle.delete(&name)).await;
+            if matches!(removed, Ok(Ok(()))) {
+                n += 1;
+            }
+        }
         let names: Vec<String> = self.lock().iter().cloned().collect();
         if names.is_empty() {
-            return 0;
+            return n;
         }
         let Ok(docker) = connect(&DockerConfig::default()) else {
-            return 0;
+            return n;
         };
-        let mut n = 0;
         for name in names {
             if remove(&docker, &name).await.is_ok() {
                 self.lock().remove(&name);
