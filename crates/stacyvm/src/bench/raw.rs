@@ -21,11 +21,14 @@ use super::raw_oci::Bundle;
 use super::report::{BenchResult, Samples};
 use super::scenarios::{Counts, fail};
 
+/// Runtime-CLI containers: the bundle they run from, and their names.
+type OciContainers = Vec<(Arc<Bundle>, String)>;
+
 /// Containers created by the raw comparisons and not yet removed.
 #[derive(Debug, Clone, Default)]
 pub struct RawTracker {
     docker: Arc<Mutex<BTreeSet<String>>>,
-    oci: Arc<Mutex<Vec<(Arc<Bundle>, String)>>>,
+    oci: Arc<Mutex<OciContainers>>,
 }
 
 impl RawTracker {
@@ -33,7 +36,7 @@ impl RawTracker {
         self.docker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_oci(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<Bundle>, String)>> {
+    fn lock_oci(&self) -> std::sync::MutexGuard<'_, OciContainers> {
         self.oci.lock().unwrap_or_else(|p| p.into_inner())
     }
 
