@@ -343,9 +343,6 @@ impl Provider for MockProvider {
         spec: &ExecSpec,
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
-        if options.tty.is_some() {
-            return Err(ProviderError::Unsupported("tty in the mock provider"));
-        }
         let sb = self.get(id)?;
         let workdir = if spec.workdir.is_empty() {
             "/"
@@ -374,6 +371,7 @@ impl Provider for MockProvider {
             cwd: root.join(wd.rel()),
             timeout: spec.timeout,
             stdin: options.stdin,
+            tty: options.tty,
         };
         exec::start(launch, sb)
     }
