@@ -12,6 +12,9 @@ pub mod hostfs;
 pub mod mock;
 mod provider;
 
+#[cfg(feature = "docker")]
+pub mod docker;
+
 pub use error::ProviderError;
 pub use provider::*;
 
