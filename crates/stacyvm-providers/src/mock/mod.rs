@@ -28,6 +28,10 @@ use crate::{
     RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
 };
 
+/// Most bytes of each of stdout and stderr a synchronous exec keeps; the
+/// rest is read and dropped so the command is not blocked.
+const MAX_CAPTURE: usize = 32 * 1024 * 1024;
+
 /// Log lines kept per sandbox.
 const LOG_RING: usize = 1000;
 
@@ -314,8 +318,14 @@ impl Provider for MockProvider {
         let mut out = ExecOutput::default();
         while let Some(ev) = session.output.recv().await {
             match ev {
-                ExecEvent::Output(StreamKind::Stdout, b) => out.stdout.extend_from_slice(&b),
-                ExecEvent::Output(StreamKind::Stderr, b) => out.stderr.extend_from_slice(&b),
+                ExecEvent::Output(kind, b) => {
+                    let buf = match kind {
+                        StreamKind::Stdout => &mut out.stdout,
+                        StreamKind::Stderr => &mut out.stderr,
+                    };
+                    let room = MAX_CAPTURE.saturating_sub(buf.len());
+                    buf.extend_from_slice(&b[..b.len().min(room)]);
+                }
                 ExecEvent::Exit {
                     timed_out: true, ..
                 } => {
