@@ -460,3 +460,6 @@ impl Provider for MockProvider {
         Ok(Some(list))
     }
 }
+
+#[cfg(test)]
+mod tests;
