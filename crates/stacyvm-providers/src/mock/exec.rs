@@ -18,9 +18,11 @@ use tokio::time::Sleep;
 
 use crate::{ExecEvent, ExecInput, ExecSession, ProviderError, TtySize};
 
-/// How long output is still collected after the command exits, for
-/// background children that keep its pipes open.
+/// After the command exits, output is still collected until its pipes are
+/// quiet this long (background children may keep them open)...
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// ...or at most this long.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
 
 /// Exit code reported for a command killed by its timeout (128 + SIGKILL).
 pub(super) const TIMEOUT_EXIT_CODE: i32 = 137;
@@ -327,7 +329,8 @@ async fn drive(
     let mut status: Option<ExitStatus> = None;
     // Armed when the command exits.
     let drain = tokio::time::sleep(Duration::from_secs(86_400));
-    tokio::pin!(drain);
+    let drain_max = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(drain, drain_max);
 
     let kill = |child: &mut Child| {
         signal_group(pgid, Signal::KILL);
@@ -338,7 +341,10 @@ async fn drive(
         if status.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
+        // Biased: pending output is read before the drain timer can end
+        // the loop.
         let event = tokio::select! {
+            biased;
             _ = tx.closed() => {
                 kill(child);
                 let _ = child.wait().await;
@@ -348,6 +354,7 @@ async fn drive(
                 if deadline.is_some() && status.is_none() => {
                 return timed_out(child, &tx, pgid, timeout, started).await;
             }
+            _ = &mut drain_max, if status.is_some() => break,
             r = read_opt(&mut stdout, &mut out_buf) => match r {
                 Ok(n) if n > 0 => Some(ExecEvent::Output(StreamKind::Stdout, Bytes::copy_from_slice(&out_buf[..n]))),
                 _ => { stdout = None; None }
@@ -365,12 +372,19 @@ async fn drive(
                         return Outcome::Abandoned;
                     }
                 }
-                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                let now = tokio::time::Instant::now();
+                drain.as_mut().reset(now + DRAIN_AFTER_EXIT);
+                drain_max.as_mut().reset(now + DRAIN_MAX);
                 None
             }
             _ = &mut drain, if status.is_some() => break,
         };
         if let Some(ev) = event {
+            if status.is_some() {
+                drain
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+            }
             match send(&tx, ev, &mut deadline).await {
                 Sent::Ok => {}
                 Sent::Closed => {

@@ -180,3 +180,46 @@ fn parses_signal_names() {
     assert_eq!(exec::parse_signal(" SIGKILL "), Some(Signal::KILL));
     assert_eq!(exec::parse_signal("SIGNOPE"), None);
 }
+
+#[tokio::test]
+async fn a_background_child_holding_the_pipes_does_not_hang_exec() {
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let started = std::time::Instant::now();
+    let out = p
+        .exec(&id, &sh("sleep 300 & echo $! > bg.pid; echo done"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(p.sandbox_root(&id).join("bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| {
+                !s.lines()
+                    .any(|l| l.starts_with("State:") && l.contains('Z'))
+            })
+            .unwrap_or(false)
+    };
+    assert!(alive(pid), "the background child keeps running");
+    p.destroy(&id).await.unwrap();
+    // Destroy killed the leftover group (it may linger as a zombie of init
+    // for a moment, so poll).
+    for _ in 0..50 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("background child {pid} survived destroy");
+}
