@@ -28,6 +28,10 @@ use crate::{
     RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
 };
 
+/// Most bytes of each of stdout and stderr a synchronous exec keeps; the
+/// rest is read and dropped so the command is not blocked.
+const MAX_CAPTURE: usize = 32 * 1024 * 1024;
+
 /// Log lines kept per sandbox.
 const LOG_RING: usize = 1000;
 
@@ -314,8 +318,14 @@ impl Provider for MockProvider {
         let mut out = ExecOutput::default();
         while let Some(ev) = session.output.recv().await {
             match ev {
-                ExecEvent::Output(StreamKind::Stdout, b) => out.stdout.extend_from_slice(&b),
-                ExecEvent::Output(StreamKind::Stderr, b) => out.stderr.extend_from_slice(&b),
+                ExecEvent::Output(kind, b) => {
+                    let buf = match kind {
+                        StreamKind::Stdout => &mut out.stdout,
+                        StreamKind::Stderr => &mut out.stderr,
+                    };
+                    let room = MAX_CAPTURE.saturating_sub(buf.len());
+                    buf.extend_from_slice(&b[..b.len().min(room)]);
+                }
                 ExecEvent::Exit {
                     timed_out: true, ..
                 } => {
@@ -343,9 +353,6 @@ impl Provider for MockProvider {
         spec: &ExecSpec,
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
-        if options.tty.is_some() {
-            return Err(ProviderError::Unsupported("tty in the mock provider"));
-        }
         let sb = self.get(id)?;
         let workdir = if spec.workdir.is_empty() {
             "/"
@@ -374,6 +381,7 @@ impl Provider for MockProvider {
             cwd: root.join(wd.rel()),
             timeout: spec.timeout,
             stdin: options.stdin,
+            tty: options.tty,
         };
         exec::start(launch, sb)
     }
@@ -452,3 +460,6 @@ impl Provider for MockProvider {
         Ok(Some(list))
     }
 }
+
+#[cfg(test)]
+mod tests;
