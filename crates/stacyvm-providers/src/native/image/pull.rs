@@ -118,8 +118,14 @@ impl ImageStore {
             layers: layers.len(),
             total_bytes: layers.iter().map(|l| l.size.max(0) as u64).sum(),
         });
-        futures::stream::iter(layers.iter().zip(&diff_ids))
+        // Futures collected first: a closure inside the stream would make the
+        // whole future non-`Send` (higher-ranked lifetime inference).
+        let jobs: Vec<_> = layers
+            .iter()
+            .zip(&diff_ids)
             .map(|(desc, diff)| self.ensure_layer(src, desc, diff, progress))
+            .collect();
+        futures::stream::iter(jobs)
             .buffer_unordered(self.inner.max_concurrent_layers)
             .try_collect::<Vec<()>>()
             .await?;
