@@ -371,3 +371,6 @@ fn gc_blocking(root: &Path) -> Result<GcReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod unit_tests;

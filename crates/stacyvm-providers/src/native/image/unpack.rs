@@ -260,12 +260,10 @@ impl Unpacker<'_> {
             return Ok(());
         }
         let h = entry.header();
-        let uid = h
-            .uid()
-            .map_err(|e| self.corrupt(shown, format!("uid: {e}")))?;
-        let gid = h
-            .gid()
-            .map_err(|e| self.corrupt(shown, format!("gid: {e}")))?;
+        // Empty owner fields mean 0, as in Go's archive/tar (which wrote
+        // most layers in the wild).
+        let uid = h.uid().unwrap_or(0);
+        let gid = h.gid().unwrap_or(0);
         let (uid, gid) = (
             u32::try_from(uid).map_err(|_| self.corrupt(shown, "uid out of range"))?,
             u32::try_from(gid).map_err(|_| self.corrupt(shown, "gid out of range"))?,
