@@ -29,7 +29,10 @@ fn in_ci() -> bool {
 
 /// The test registries, or `None` (skip) outside CI.
 fn env() -> Option<Env> {
-    let Ok(registry) = std::env::var("STACYVM_TEST_REGISTRY") else {
+    let Some(registry) = std::env::var("STACYVM_TEST_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+    else {
         if in_ci() {
             panic!(
                 "STACYVM_TEST_REGISTRY is not set in CI: run scripts/ci/registry.sh and \
