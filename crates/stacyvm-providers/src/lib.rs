@@ -4,10 +4,21 @@
 //! every implementation.
 #![deny(unsafe_code)]
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod error;
+pub mod hostfs;
+#[cfg(feature = "mock")]
+pub mod mock;
 #[cfg(feature = "native")]
 pub mod native;
 mod provider;
 
+#[cfg(feature = "docker")]
+pub mod docker;
+
 pub use error::ProviderError;
 pub use provider::*;
+
+#[cfg(feature = "mock")]
+pub use mock::MockProvider;

@@ -45,6 +45,14 @@ pub struct App {
 /// Builds the providers enabled in `config`, in preference order.
 pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartError> {
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    if config.providers.docker.enabled {
+        let docker =
+            stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
+                .map_err(|e| {
+                    StartError::Providers(format!("cannot set up the docker provider: {e}"))
+                })?;
+        providers.push(Arc::new(docker));
+    }
     if config.providers.mock.enabled {
         tracing::warn!(
             "the mock provider is enabled: its sandboxes are plain host directories and processes with NO isolation; use it only for tests and development"
@@ -55,7 +63,9 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
             .base_dir
             .clone()
             .unwrap_or_else(|| config.data_dir().join("mock"));
-        let _ = base; // MOCK-TODO providers.push(Arc::new(stacyvm_providers::mock::MockProvider::new(base)));
+        let mock = stacyvm_providers::mock::MockProvider::new(base)
+            .map_err(|e| StartError::Providers(format!("cannot set up the mock provider: {e}")))?;
+        providers.push(Arc::new(mock));
     }
     Ok(providers)
 }
@@ -63,7 +73,10 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
 /// Picks the default provider: the configured name, or for `auto` the first
 /// healthy real provider (native, then docker). The mock is never picked
 /// by `auto`.
-async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Result<String, StartError> {
+async fn resolve_default(
+    config: &Config,
+    providers: &[Arc<dyn Provider>],
+) -> Result<String, StartError> {
     let wanted = config.providers.default.trim();
     if wanted != "auto" {
         return providers
@@ -100,7 +113,11 @@ async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Re
 
 fn names(providers: &[Arc<dyn Provider>]) -> String {
     let v: Vec<_> = providers.iter().map(|p| p.name()).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Opens the store, builds providers and the manager, checks provider
@@ -149,7 +166,11 @@ pub async fn build_with_store(
             cors_origins: config.server.cors_origins.clone(),
         },
     );
-    Ok(App { manager, router, config })
+    Ok(App {
+        manager,
+        router,
+        config,
+    })
 }
 
 impl App {
@@ -183,8 +204,10 @@ impl App {
 /// Binds the configured address.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
     let addr = config.listen_addr()?;
-    TcpListener::bind(addr).await.map_err(|source| StartError::Listen {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
 }
