@@ -1,5 +1,6 @@
 //! Integration tests of the native image store against real local
-//! registries (`scripts/ci/registry.sh`, then `. /var/lib/stacyvm-ci/registry.env`).
+//! registries started by `scripts/ci/registry.sh` (settings from the
+//! environment or the `registry.env` file it writes).
 //! In CI (env `CI` set) a missing registry or missing root fails loudly;
 //! locally those tests skip with a printed reason.
 
@@ -21,34 +22,65 @@ struct Env {
     user: String,
     password: String,
     images: PathBuf,
+    /// registry.sh also built the Debian minbase image.
+    debian: bool,
 }
 
 fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
+/// Settings from the environment, else from the file registry.sh writes
+/// (`$STACYVM_CI_STATE/registry.env`, default `/var/lib/stacyvm-ci`).
+fn settings() -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    let state = std::env::var("STACYVM_CI_STATE").unwrap_or_else(|_| "/var/lib/stacyvm-ci".into());
+    if let Ok(text) = std::fs::read_to_string(Path::new(&state).join("registry.env")) {
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("export ").trim();
+            if let Some((k, v)) = line.split_once('=') {
+                map.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+    for (k, v) in std::env::vars() {
+        if k.starts_with("STACYVM_TEST_") && !v.is_empty() {
+            map.insert(k, v);
+        }
+    }
+    map
+}
+
 /// The test registries, or `None` (skip) outside CI.
 fn env() -> Option<Env> {
-    let Some(registry) = std::env::var("STACYVM_TEST_REGISTRY")
-        .ok()
-        .filter(|r| !r.is_empty())
+    let s = settings();
+    let reachable = |addr: &str| {
+        addr.parse::<std::net::SocketAddr>().ok().is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()
+        })
+    };
+    let Some(registry) = s
+        .get("STACYVM_TEST_REGISTRY")
+        .filter(|r| reachable(r))
+        .cloned()
     else {
         if in_ci() {
             panic!(
-                "STACYVM_TEST_REGISTRY is not set in CI: run scripts/ci/registry.sh and \
-                 source /var/lib/stacyvm-ci/registry.env"
+                "no test registry reachable in CI (STACYVM_TEST_REGISTRY or \
+                 /var/lib/stacyvm-ci/registry.env): run scripts/ci/registry.sh"
             );
         }
-        eprintln!("skipping: STACYVM_TEST_REGISTRY not set (run scripts/ci/registry.sh)");
+        eprintln!("skipping: no test registry (run scripts/ci/registry.sh)");
         return None;
     };
-    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let var = |k: &str, d: &str| s.get(k).cloned().unwrap_or_else(|| d.to_owned());
     Some(Env {
         registry,
         auth_registry: var("STACYVM_TEST_REGISTRY_AUTH", "127.0.0.1:5001"),
         user: var("STACYVM_TEST_REGISTRY_USER", "stacyvm"),
         password: var("STACYVM_TEST_REGISTRY_PASSWORD", "stacyvm-ci-secret"),
         images: PathBuf::from(var("STACYVM_TEST_IMAGES", "/var/lib/stacyvm-ci/images")),
+        debian: var("STACYVM_TEST_DEBIAN", "0") == "1",
     })
 }
 
@@ -549,7 +581,7 @@ async fn credentials_work_and_never_show() {
 #[tokio::test]
 async fn debian_minbase_unpacks_into_a_working_root() {
     let Some(env) = env() else { return };
-    if std::env::var("STACYVM_TEST_DEBIAN").as_deref() != Ok("1") {
+    if !env.debian {
         eprintln!(
             "skipping: debian test image not built (STACYVM_CI_DEBIAN=1 scripts/ci/registry.sh)"
         );

@@ -118,13 +118,13 @@ impl ImageStore {
             layers: layers.len(),
             total_bytes: layers.iter().map(|l| l.size.max(0) as u64).sum(),
         });
-        // Futures collected first: a closure inside the stream would make the
-        // whole future non-`Send` (higher-ranked lifetime inference).
-        let jobs: Vec<_> = layers
-            .iter()
-            .zip(&diff_ids)
-            .map(|(desc, diff)| self.ensure_layer(src, desc, diff, progress))
-            .collect();
+        // Boxed, built in a plain loop: a closure producing these futures
+        // trips rustc's higher-ranked `Send` inference (rust#110338) and
+        // makes callers' futures unspawnable.
+        let mut jobs: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
+        for (desc, diff) in layers.iter().zip(&diff_ids) {
+            jobs.push(Box::pin(self.ensure_layer(src, desc, diff, progress)));
+        }
         futures::stream::iter(jobs)
             .buffer_unordered(self.inner.max_concurrent_layers)
             .try_collect::<Vec<()>>()
