@@ -485,3 +485,31 @@ per_runtime!(
     security_defaults,
     inventory_logs_and_usage,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_rootfs_keeps_tmp_and_workspace_writable() {
+    let Some(p) = provider_with(stacyvm_providers::docker::DockerConfig {
+        read_only_rootfs: true,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let g = spawn(&p).await;
+    let (code, _, _) = run(&p, &g.id, "touch /etc/x").await;
+    assert_ne!(code, 0, "the image must be read-only");
+    let (code, _, err) = run(&p, &g.id, "touch /tmp/x /workspace/y").await;
+    assert_eq!(code, 0, "{err}");
+    p.write_file(&g.id, "/workspace/d/z.txt", Bytes::from_static(b"rw"), None)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&p, &g.id, "/workspace/d/z.txt").await, b"rw");
+    let (_, out, _) = run(&p, &g.id, "cat /workspace/d/z.txt").await;
+    assert_eq!(out, "rw");
+    assert!(
+        p.write_file(&g.id, "/etc/z", Bytes::from_static(b"x"), None)
+            .await
+            .is_err()
+    );
+}
