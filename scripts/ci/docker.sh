@@ -46,7 +46,9 @@ if ! $docker info >/dev/null 2>&1; then
   # with that; systemd is not running so its cgroup driver cannot be used.
   # iptables/bridge are not needed (sandboxes run with network "none"), and
   # setting them up fails in some containers, so they are disabled.
-  rm -f /var/run/docker.pid
+  # Stale pid files from a daemon that was killed: dockerd would take a
+  # reused pid for a live containerd and wait for it forever.
+  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
   nohup /usr/sbin/dockerd \
     --exec-opt native.cgroupdriver=cgroupfs \
     --iptables=false --ip6tables=false --bridge=none \
