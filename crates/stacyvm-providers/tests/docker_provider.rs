@@ -141,6 +141,34 @@ async fn timeout_kills_the_process_tree(runtime: &str) {
     assert!(!has_process(&p, &g.id, "sleep 4545").await);
 }
 
+async fn timeout_holds_when_the_reader_stalls(runtime: &str) {
+    let Some(p) = provider(runtime).await else {
+        return;
+    };
+    let g = spawn(&p).await;
+    let mut spec = sh("yes stacyvm-flood");
+    spec.timeout = Duration::from_secs(1);
+    let s = p
+        .exec_stream(&g.id, &spec, StreamOptions::default())
+        .await
+        .unwrap();
+    // Read nothing for a while: the deadline must still fire.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while has_process(&p, &g.id, "yes stacyvm-flood").await {
+        assert!(Instant::now() < deadline, "command outlived its timeout");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut rx = s.output;
+    let mut timed_out = false;
+    while let Some(ev) = rx.recv().await {
+        if let ExecEvent::Exit { timed_out: t, .. } = ev {
+            timed_out = t;
+        }
+    }
+    assert!(timed_out);
+}
+
 async fn dropping_the_stream_kills_the_command(runtime: &str) {
     let Some(p) = provider(runtime).await else {
         return;
@@ -479,6 +507,7 @@ macro_rules! per_runtime {
 per_runtime!(
     lifecycle_exec_and_destroy,
     timeout_kills_the_process_tree,
+    timeout_holds_when_the_reader_stalls,
     dropping_the_stream_kills_the_command,
     interactive_tty_stdin_and_signals,
     files_round_trip_safely,
