@@ -171,7 +171,9 @@ impl Drop for PrivateDaemon {
 }
 
 fn busybox_rootfs() -> PathBuf {
-    let tarball = PathBuf::from("/var/tmp/stacyvm-busybox-rootfs.tar");
+    let tarball = std::env::var_os("STACYVM_BUSYBOX_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/stacyvm-busybox-rootfs.tar"));
     if !tarball.exists() {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/busybox-rootfs.sh");
