@@ -155,8 +155,9 @@ impl Inner {
         exec::run(self, id, &spec).await
     }
 
-    /// Maps a helper script's exit status: 3 not found, 4 not a directory,
-    /// 5 directory not empty, 6 is a directory.
+    /// Maps a helper script's exit status: 1-2 the tool refused, 3 not
+    /// found, 4 not a directory, 5 directory not empty, 6 is a directory;
+    /// anything else (126/127: no shell or tool) is the provider's failure.
     fn script_result(out: &ExecOutput, path: &str, op: &str) -> Result<(), ProviderError> {
         match out.exit_code {
             0 => Ok(()),
@@ -169,6 +170,11 @@ impl Inner {
             ))),
             6 => Err(ProviderError::InvalidInput(format!(
                 "{path} is a directory"
+            ))),
+            // mv, mkdir, chmod or rm refused what was asked.
+            1 | 2 => Err(ProviderError::InvalidInput(format!(
+                "{op} {path}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
             ))),
             c => Err(ProviderError::Other(format!(
                 "{op} {path} failed (exit {c}): {}",
@@ -233,6 +239,16 @@ impl Inner {
                 }) if anchor != "/" => {
                     missing.push(base_name(&anchor).to_string());
                     anchor = parent(&anchor).to_string();
+                }
+                // The daemon refused the archive: a parent is not a
+                // directory (or a dangling link), a dir is in the way, ...
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                    if message.contains("Error processing tar file") =>
+                {
+                    return Err(ProviderError::InvalidInput(format!(
+                        "cannot write {path}: {}",
+                        message.trim()
+                    )));
                 }
                 Err(e) => return Err(self.file_error(e, id, &path)),
             }
