@@ -4,6 +4,7 @@
 
 mod cli;
 mod client;
+mod image_cmd;
 mod serve;
 
 use clap::Parser;

@@ -76,6 +76,17 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
+/// `stacyvm image ...` on the image store the native provider uses.
+pub async fn image(config: Option<&std::path::Path>, cmd: crate::image_cmd::ImageCommand) -> Result<()> {
+    let (config, _) = load(config)?;
+    let store = stacyvm_providers::native::image::ImageStore::open(
+        config.providers.native.data_dir.join("images"),
+        config.images.clone(),
+    )
+    .context("cannot open the image store")?;
+    crate::image_cmd::run(cmd, &store).await
+}
+
 pub fn config(cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Lint { config } => {
