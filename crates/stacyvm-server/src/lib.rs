@@ -1,3 +1,9 @@
-//! StacyVM orchestrator and HTTP API.
+//! StacyVM orchestrator (`Manager`: lifecycle, TTL reaper, limits, events,
+//! metrics, provider health, reconciliation) and the axum HTTP API.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod events;
+pub mod manager;
 pub mod obs;

@@ -6,6 +6,13 @@
 use async_trait::async_trait;
 use stacyvm_core::{OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
+mod codec;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
 /// What went wrong in a store call.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

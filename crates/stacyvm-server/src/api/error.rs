@@ -1,0 +1,164 @@
+//! The one place errors become HTTP responses: `{"code","message"}` with the
+//! contract's status for each class of failure.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use stacyvm_providers::ProviderError;
+use stacyvm_store::StoreError;
+
+use crate::manager::ManagerError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn payload_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// A server-side failure: the detail goes to the log, the client gets
+    /// a message without host paths or secrets.
+    fn internal(
+        code: &'static str,
+        status: StatusCode,
+        detail: &dyn std::fmt::Display,
+        public: &str,
+    ) -> Self {
+        tracing::error!(error = %detail, "request failed");
+        Self::new(status, code, public)
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        use ProviderError as P;
+        match &e {
+            P::NotFound(_) | P::Destroyed(_) => ApiError::not_found(e.to_string()),
+            P::InvalidInput(_) | P::Unsupported(_) => ApiError::bad_request(e.to_string()),
+            P::ExecTimeout(_) => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", e.to_string())
+            }
+            P::ResourceLimit(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "resource_limit",
+                e.to_string(),
+            ),
+            P::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+            P::Other(_) => ApiError::internal(
+                "provider_error",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e,
+                "the provider failed; see the server log for details",
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+            StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::Unavailable(_) => ApiError::internal(
+                "unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                &e,
+                "the store is unavailable",
+            ),
+            StoreError::Corrupt(_) => ApiError::internal(
+                "internal",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e,
+                "internal error; see the server log for details",
+            ),
+        }
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(e: ManagerError) -> Self {
+        use ManagerError as M;
+        match e {
+            M::BadRequest(m) => ApiError::bad_request(m),
+            M::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            M::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            M::ResourceLimit {
+                message,
+                retry_after,
+            } => ApiError {
+                retry_after,
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "resource_limit", message)
+            },
+            M::ExecTimeout(t) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("exec timed out after {t}"),
+            ),
+            M::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            M::Provider(p) => p.into(),
+            M::Store(s) => s.into(),
+            M::Internal(m) => ApiError::internal(
+                "internal",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &m,
+                "internal error; see the server log for details",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"code": self.code, "message": self.message});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

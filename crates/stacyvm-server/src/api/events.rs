@@ -1,0 +1,126 @@
+//! `GET /events`: Server-Sent Events with `Last-Event-ID` resume and
+//! `types` / `sandbox_id` filters.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use stacyvm_core::event::parse_event_seq;
+use stacyvm_core::{Event, EventType};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiQuery;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EventsQuery {
+    types: String,
+    sandbox_id: String,
+    /// Resume point for clients that cannot set `Last-Event-ID`.
+    last_event_id: String,
+}
+
+struct Filter {
+    types: Option<HashSet<EventType>>,
+    sandbox_id: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, e: &Event) -> bool {
+        self.types.as_ref().is_none_or(|t| t.contains(&e.kind))
+            && self
+                .sandbox_id
+                .as_ref()
+                .is_none_or(|id| e.sandbox_id.as_deref() == Some(id.as_str()))
+    }
+}
+
+fn sse(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.id.clone())
+        .data(serde_json::to_string(e).unwrap_or_default())
+}
+
+pub async fn stream(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let types = if q.types.trim().is_empty() {
+        None
+    } else {
+        let mut set = HashSet::new();
+        for t in q.types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            set.insert(t.parse::<EventType>().map_err(ApiError::bad_request)?);
+        }
+        Some(set)
+    };
+    let filter = Filter {
+        types,
+        sandbox_id: Some(q.sandbox_id).filter(|s| !s.is_empty()),
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(Some(q.last_event_id).filter(|s| !s.is_empty()));
+    let after = match resume {
+        Some(r) => Some(
+            parse_event_seq(&r)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid Last-Event-ID {r:?}")))?,
+        ),
+        None => None,
+    };
+    let bus = app.manager.events().clone();
+    let sub = bus.subscribe(after);
+    let stream = async_stream(bus, sub, filter, after.unwrap_or(0));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Backlog first, then live events; a subscriber that lagged catches up
+/// from the history so it skips nothing still held there.
+fn async_stream(
+    bus: crate::events::EventBus,
+    sub: crate::events::Subscription,
+    filter: Filter,
+    mut last: u64,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let crate::events::Subscription {
+        backlog,
+        mut receiver,
+    } = sub;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(256);
+    tokio::spawn(async move {
+        let mut pending: std::collections::VecDeque<Event> = backlog.into();
+        loop {
+            while let Some(e) = pending.pop_front() {
+                let seq = e.seq().unwrap_or(0);
+                if seq <= last {
+                    continue;
+                }
+                last = seq;
+                if filter.matches(&e) && tx.send(Ok(sse(&e))).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                r = receiver.recv() => match r {
+                    Ok(e) => pending.push_back(e),
+                    Err(RecvError::Lagged(_)) => {
+                        pending.extend(bus.since(last));
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}

@@ -1,0 +1,190 @@
+//! The HTTP API v1 (`/api/v1/...`): routes, middleware and the server loop.
+//! Every handler is a thin shell: parse, call one `Manager` method, render.
+
+mod auth;
+mod error;
+mod events;
+mod exec;
+mod extract;
+mod files;
+mod providers;
+mod sandboxes;
+mod system;
+mod templates;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use auth::AuthSettings;
+pub use error::{ApiError, ApiResult};
+
+use crate::manager::Manager;
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub manager: Manager,
+    pub auth: Arc<AuthSettings>,
+}
+
+/// HTTP settings of the router.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub max_body_bytes: u64,
+    pub cors_origins: Vec<String>,
+}
+
+/// The API router (under `/api/v1`) with its middleware.
+pub fn router(state: AppState, http: &HttpOptions) -> Router {
+    let api = Router::new()
+        .route(
+            "/sandboxes",
+            post(sandboxes::spawn)
+                .get(sandboxes::list)
+                .delete(sandboxes::prune),
+        )
+        .route("/sandboxes/admission", post(sandboxes::admission))
+        .route(
+            "/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::destroy),
+        )
+        .route("/sandboxes/{id}/extend", post(sandboxes::extend))
+        .route("/sandboxes/{id}/logs", get(sandboxes::logs))
+        .route("/sandboxes/{id}/exec", post(exec::exec))
+        .route("/sandboxes/{id}/exec/ws", get(exec::exec_ws))
+        .route(
+            "/sandboxes/{id}/files",
+            post(files::write_json)
+                .put(files::write_raw)
+                .get(files::read)
+                .delete(files::delete),
+        )
+        .route("/sandboxes/{id}/files/list", get(files::list))
+        .route("/sandboxes/{id}/files/stat", get(files::stat))
+        .route("/sandboxes/{id}/files/move", post(files::move_file))
+        .route("/sandboxes/{id}/files/chmod", post(files::chmod))
+        .route("/sandboxes/{id}/files/glob", get(files::glob))
+        .route("/templates", post(templates::create).get(templates::list))
+        .route(
+            "/templates/{name}",
+            get(templates::get)
+                .put(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/templates/{name}/spawn", post(templates::spawn))
+        .route("/providers", get(providers::list))
+        .route("/providers/test", post(providers::test))
+        .route("/providers/{name}", get(providers::get))
+        .route("/health", get(system::health))
+        .route("/live", get(system::live))
+        .route("/ready", get(system::ready))
+        .route("/metrics", get(system::metrics))
+        .route("/metrics/prometheus", get(system::prometheus))
+        .route("/diagnostics", get(system::diagnostics))
+        .route("/events", get(events::stream))
+        .route("/pool/status", get(system::pool_status))
+        .route("/quotas/summary", get(system::quota_summary))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(DefaultBodyLimit::max(usize::try_from(http.max_body_bytes).unwrap_or(usize::MAX)))
+        .layer(cors(&http.cors_origins))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("route {} not found", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-user-id"),
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let mut stop_rx = stop_rx;
+    tokio::select! {
+        r = &mut server => return r,
+        _ = stop_rx.wait_for(|s| *s) => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace period over; dropping remaining connections"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! Typed configuration with the StacyVM `stacyvm.yaml` key names.
+//!
+//! Layering: built-in defaults → YAML file → `STACYVM_*` environment → flags
+//! (the CLI applies flags last). Unknown keys are rejected with the key
+//! named, so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+use stacyvm_core::GoDuration;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config{}: {message}", origin.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    Parse {
+        origin: Option<PathBuf>,
+        message: String,
+    },
+    #[error("invalid config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub providers: ProvidersConfig,
+    pub defaults: DefaultsConfig,
+    pub auth: AuthConfig,
+    pub database: DatabaseConfig,
+    pub logging: LoggingConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address; binding `0.0.0.0` must be chosen explicitly.
+    pub host: String,
+    pub port: u16,
+    /// Largest accepted request body, in bytes (file uploads included).
+    pub max_body_bytes: u64,
+    /// Origins allowed by CORS; empty disables CORS headers, `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: GoDuration,
+    /// Interval of the TTL reaper's safety sweep (expiries are also
+    /// scheduled precisely).
+    pub reaper_interval: GoDuration,
+    /// Domain shown as `preview_domain` on sandboxes.
+    pub preview_domain: String,
+    /// Destroy every sandbox on shutdown instead of leaving them for the
+    /// next start's reconciliation.
+    pub destroy_on_shutdown: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 7423,
+            max_body_bytes: 64 * 1024 * 1024,
+            cors_origins: Vec::new(),
+            shutdown_grace: GoDuration::from_secs(30),
+            reaper_interval: GoDuration::from_secs(30),
+            preview_domain: "localhost".into(),
+            destroy_on_shutdown: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    /// `auto` picks native when healthy, else docker.
+    pub default: String,
+    /// How often the background prober refreshes provider health.
+    pub health_interval: GoDuration,
+    pub mock: MockProviderConfig,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            default: "auto".into(),
+            health_interval: GoDuration::from_secs(15),
+            mock: MockProviderConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MockProviderConfig {
+    /// The mock isolates nothing: for tests and development only.
+    pub enabled: bool,
+    /// Where mock sandboxes live; defaults to `<data dir>/mock`.
+    pub base_dir: Option<PathBuf>,
+}
+
+/// Spawn defaults and operational limits. A limit of 0 means unlimited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultsConfig {
+    pub image: String,
+    pub ttl: GoDuration,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub max_ttl: GoDuration,
+    pub default_exec_timeout: GoDuration,
+    pub max_exec_timeout: GoDuration,
+    pub max_sandboxes: u32,
+    pub max_sandboxes_per_owner: u32,
+    pub max_memory_mb: u32,
+    pub max_vcpus: u32,
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig {
+            image: "alpine:latest".into(),
+            ttl: GoDuration::from_secs(30 * 60),
+            memory_mb: 512,
+            vcpus: 1,
+            max_ttl: GoDuration::from_secs(24 * 3600),
+            default_exec_timeout: GoDuration::from_secs(60),
+            max_exec_timeout: GoDuration::from_secs(3600),
+            max_sandboxes: 100,
+            max_sandboxes_per_owner: 0,
+            max_memory_mb: 16 * 1024,
+            max_vcpus: 16,
+        }
+    }
+}
+
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    /// Secret: never logged, shown or put in an error.
+    pub api_key: String,
+    /// Secret for admin routes (`X-Admin-API-Key`).
+    pub admin_api_key: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("api_key", &redacted(&self.api_key))
+            .field("admin_api_key", &redacted(&self.admin_api_key))
+            .finish()
+    }
+}
+
+fn redacted(s: &str) -> &'static str {
+    if s.is_empty() { "" } else { REDACTED }
+}
+
+/// What secrets are replaced with wherever config is shown.
+pub const REDACTED: &str = "<redacted>";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite` (embedded, default).
+    pub driver: String,
+    /// SQLite file; its directory is also the data directory.
+    pub path: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            driver: "sqlite".into(),
+            path: default_data_dir().join("stacyvm.db"),
+        }
+    }
+}
+
+/// `~/.stacyvm`, or `./.stacyvm` when there is no home directory.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".stacyvm"))
+        .unwrap_or_else(|| PathBuf::from(".stacyvm"))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `trace`, `debug`, `info`, `warn`, `error`, or a tracing filter.
+    pub level: String,
+    /// `pretty` or `json`.
+    pub format: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: "pretty".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events kept in memory for `Last-Event-ID` resume.
+    pub history_size: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { history_size: 1000 }
+    }
+}
+
+/// Paths tried when no `--config` is given, in order.
+pub fn default_config_paths() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("stacyvm.yaml")];
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        paths.push(PathBuf::from(home).join(".stacyvm").join("config.yaml"));
+    }
+    paths
+}
+
+impl Config {
+    /// Loads defaults, then the file (`explicit`, else the first default
+    /// path that exists), then `STACYVM_*` variables from `env`.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => default_config_paths().into_iter().find(|p| p.is_file()),
+        };
+        let mut tree = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                parse_tree(&text, Some(path))?
+            }
+            None => Value::Mapping(Mapping::new()),
+        };
+        apply_env(&mut tree, env)?;
+        let config = from_tree(tree, file.as_deref())?;
+        config.validate()?;
+        Ok((config, file))
+    }
+
+    /// Parses YAML text on top of the defaults (no environment).
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let config = from_tree(parse_tree(text, None)?, None)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self.server.host.parse().map_err(|_| ConfigError::Invalid {
+            key: "server.host".into(),
+            message: format!("{:?} is not an IP address", self.server.host),
+        })?;
+        Ok(SocketAddr::new(ip, self.server.port))
+    }
+
+    /// The directory for provider state, caches and the mock's sandboxes.
+    pub fn data_dir(&self) -> PathBuf {
+        match self.database.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Checks what serde cannot: ranges and cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
+        self.listen_addr()?;
+        if self.database.driver != "sqlite" {
+            return bad(
+                "database.driver",
+                format!(
+                    "unknown driver {:?} (supported: sqlite)",
+                    self.database.driver
+                ),
+            );
+        }
+        if self.auth.enabled && self.auth.api_key.is_empty() {
+            return bad(
+                "auth.api_key",
+                "must be set when auth.enabled is true".into(),
+            );
+        }
+        if self.server.max_body_bytes == 0 {
+            return bad("server.max_body_bytes", "must be greater than 0".into());
+        }
+        if self.defaults.ttl.is_zero() {
+            return bad("defaults.ttl", "must be greater than 0s".into());
+        }
+        if !self.defaults.max_ttl.is_zero() && self.defaults.ttl > self.defaults.max_ttl {
+            return bad(
+                "defaults.ttl",
+                format!(
+                    "{} exceeds defaults.max_ttl {}",
+                    self.defaults.ttl, self.defaults.max_ttl
+                ),
+            );
+        }
+        if self.defaults.default_exec_timeout.is_zero() {
+            return bad(
+                "defaults.default_exec_timeout",
+                "must be greater than 0s".into(),
+            );
+        }
+        if !self.defaults.max_exec_timeout.is_zero()
+            && self.defaults.default_exec_timeout > self.defaults.max_exec_timeout
+        {
+            return bad(
+                "defaults.default_exec_timeout",
+                format!(
+                    "{} exceeds defaults.max_exec_timeout {}",
+                    self.defaults.default_exec_timeout, self.defaults.max_exec_timeout
+                ),
+            );
+        }
+        if self.defaults.memory_mb == 0 || self.defaults.vcpus == 0 {
+            return bad(
+                "defaults.memory_mb",
+                "memory_mb and vcpus must be greater than 0".into(),
+            );
+        }
+        if self.providers.health_interval.is_zero() || self.server.reaper_interval.is_zero() {
+            return bad(
+                "providers.health_interval",
+                "intervals must be greater than 0s".into(),
+            );
+        }
+        if self.events.history_size == 0 {
+            return bad("events.history_size", "must be greater than 0".into());
+        }
+        if !matches!(self.logging.format.as_str(), "pretty" | "json") {
+            return bad(
+                "logging.format",
+                format!("{:?} is not pretty or json", self.logging.format),
+            );
+        }
+        Ok(())
+    }
+
+    /// The configuration as YAML with every secret replaced.
+    pub fn redacted_yaml(&self) -> String {
+        let mut shown = self.clone();
+        for secret in [&mut shown.auth.api_key, &mut shown.auth.admin_api_key] {
+            if !secret.is_empty() {
+                *secret = REDACTED.into();
+            }
+        }
+        serde_yaml::to_string(&shown).unwrap_or_default()
+    }
+
+    /// Every secret value configured, for redaction checks.
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.auth.api_key, &self.auth.admin_api_key]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+}
+
+fn parse_tree(text: &str, origin: Option<&Path>) -> Result<Value, ConfigError> {
+    let v: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.map(Path::to_path_buf),
+        message: e.to_string(),
+    })?;
+    match v {
+        Value::Null => Ok(Value::Mapping(Mapping::new())),
+        Value::Mapping(_) => Ok(v),
+        _ => Err(ConfigError::Parse {
+            origin: origin.map(Path::to_path_buf),
+            message: "the top level must be a mapping".into(),
+        }),
+    }
+}
+
+fn from_tree(tree: Value, origin: Option<&Path>) -> Result<Config, ConfigError> {
+    serde_yaml::from_value(tree).map_err(|e| ConfigError::Parse {
+        origin: origin.map(Path::to_path_buf),
+        message: e.to_string(),
+    })
+}
+
+/// Every leaf key of the config schema (`server.port`, ...) with the type of
+/// its default value, derived from the defaults so it never drifts.
+fn leaf_keys() -> Vec<(Vec<String>, Value)> {
+    fn walk(prefix: &mut Vec<String>, v: &Value, out: &mut Vec<(Vec<String>, Value)>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    if let Some(k) = k.as_str() {
+                        prefix.push(k.to_string());
+                        walk(prefix, child, out);
+                        prefix.pop();
+                    }
+                }
+            }
+            _ => out.push((prefix.clone(), v.clone())),
+        }
+    }
+    let defaults = serde_yaml::to_value(Config::default()).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    walk(&mut Vec::new(), &defaults, &mut out);
+    out
+}
+
+/// The environment variable that overrides a key: `server.port` →
+/// `STACYVM_SERVER_PORT`.
+pub fn env_name(key: &[String]) -> String {
+    format!("STACYVM_{}", key.join("_").to_uppercase())
+}
+
+fn apply_env(
+    tree: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let env: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("STACYVM_"))
+        .collect();
+    if env.is_empty() {
+        return Ok(());
+    }
+    for (key, default) in leaf_keys() {
+        let Some(raw) = env.get(&env_name(&key)) else {
+            continue;
+        };
+        let value = env_value(raw, &default).map_err(|message| ConfigError::Invalid {
+            key: format!("{} (from {})", key.join("."), env_name(&key)),
+            message,
+        })?;
+        set_path(tree, &key, value);
+    }
+    Ok(())
+}
+
+/// Converts an environment string to the YAML type the key expects.
+fn env_value(raw: &str, default: &Value) -> Result<Value, String> {
+    match default {
+        Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Value::Bool(true)),
+            "0" | "false" | "no" | "off" | "" => Ok(Value::Bool(false)),
+            other => Err(format!("{other:?} is not a boolean")),
+        },
+        Value::Number(_) => serde_yaml::from_str::<Value>(raw)
+            .ok()
+            .filter(Value::is_number)
+            .ok_or_else(|| format!("{raw:?} is not a number")),
+        Value::Sequence(_) => Ok(Value::Sequence(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+fn set_path(tree: &mut Value, key: &[String], value: Value) {
+    let mut node = tree;
+    for (i, part) in key.iter().enumerate() {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else { return };
+        let k = Value::String(part.clone());
+        if i == key.len() - 1 {
+            map.insert(k, value);
+            return;
+        }
+        node = map
+            .entry(k)
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:7423");
+        assert_eq!(c.providers.default, "auto");
+        assert!(!c.providers.mock.enabled);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "server:\n  port: 8000\ndefaults:\n  ttl: 10m\n").unwrap();
+        let (c, used) = Config::load(
+            Some(&path),
+            env(&[
+                ("STACYVM_SERVER_PORT", "7500"),
+                ("STACYVM_DATABASE_PATH", "/tmp/s.db"),
+                ("STACYVM_PROVIDERS_MOCK_ENABLED", "true"),
+                ("STACYVM_PROVIDERS_DEFAULT", "mock"),
+                ("STACYVM_AUTH_API_KEY", "12345"),
+                ("STACYVM_SERVER_CORS_ORIGINS", "http://a, http://b"),
+                ("STACYVM_API_KEY", "client-side, ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(used.as_deref(), Some(path.as_path()));
+        assert_eq!(c.server.port, 7500);
+        assert_eq!(c.defaults.ttl.to_string(), "10m0s");
+        assert_eq!(c.database.path, PathBuf::from("/tmp/s.db"));
+        assert!(c.providers.mock.enabled);
+        assert_eq!(c.providers.default, "mock");
+        assert_eq!(c.auth.api_key, "12345");
+        assert_eq!(c.server.cors_origins, vec!["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_yaml("server:\n  prot: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+        let err = Config::from_yaml("bogus: 1\n").unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_yaml("defaults:\n  ttl: soon\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("soon"), "{err}");
+        let err = Config::load(None, env(&[("STACYVM_SERVER_PORT", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.port"), "{err}");
+        let err = Config::from_yaml("auth:\n  enabled: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.api_key"), "{err}");
+        let err = Config::from_yaml("server:\n  host: nowhere\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.host"), "{err}");
+    }
+
+    #[test]
+    fn show_redacts_secrets() {
+        let c = Config::from_yaml("auth:\n  enabled: true\n  api_key: s3cret-key\n").unwrap();
+        let shown = c.redacted_yaml();
+        assert!(!shown.contains("s3cret-key"));
+        assert!(shown.contains(REDACTED));
+        assert!(!format!("{c:?}").contains("s3cret-key"));
+    }
+}

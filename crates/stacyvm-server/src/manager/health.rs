@@ -1,0 +1,164 @@
+//! Provider health: a background prober refreshes a cache on an interval,
+//! so `/ready`, `/metrics` and friends read it without touching a runtime.
+//! A provider that flips publishes `provider.failed` / `provider.recovered`.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stacyvm_core::{Capability, EventType, ProviderHealth};
+use stacyvm_providers::Provider;
+
+use super::Manager;
+
+/// How long one health check may take before it counts as failed.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Latest health per provider.
+#[derive(Debug)]
+pub struct HealthCache {
+    items: RwLock<BTreeMap<String, ProviderHealth>>,
+}
+
+impl HealthCache {
+    pub(super) fn new(names: &[String], default: &str) -> Self {
+        let now = chrono::Utc::now();
+        let items = names
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    ProviderHealth {
+                        name: n.clone(),
+                        healthy: false,
+                        default: n == default,
+                        latency_ms: 0,
+                        last_checked: now,
+                        error: Some("not checked yet".into()),
+                        capabilities: Vec::new(),
+                        runtime_count: None,
+                    },
+                )
+            })
+            .collect();
+        HealthCache {
+            items: RwLock::new(items),
+        }
+    }
+}
+
+/// Checks one provider: health, then its runtime count where it can list
+/// runtimes.
+pub async fn check_provider(provider: &dyn Provider, default: bool) -> ProviderHealth {
+    let started = Instant::now();
+    let capabilities = provider.capabilities();
+    let report = tokio::time::timeout(HEALTH_TIMEOUT, provider.health()).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (healthy, error) = match report {
+        Ok(r) => (r.healthy, r.error.filter(|_| !r.healthy)),
+        Err(_) => (
+            false,
+            Some(format!("health check timed out after {HEALTH_TIMEOUT:?}")),
+        ),
+    };
+    let runtime_count = if healthy && capabilities.contains(&Capability::RuntimeInventory) {
+        match tokio::time::timeout(HEALTH_TIMEOUT, provider.inventory()).await {
+            Ok(Ok(Some(list))) => Some(list.len() as u64),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    ProviderHealth {
+        name: provider.name().to_string(),
+        healthy,
+        default,
+        latency_ms,
+        last_checked: chrono::Utc::now(),
+        error,
+        capabilities,
+        runtime_count,
+    }
+}
+
+impl Manager {
+    /// Cached health of every provider, in preference order.
+    pub fn provider_health(&self) -> Vec<ProviderHealth> {
+        let items = self
+            .inner
+            .health
+            .items
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .provider_order
+            .iter()
+            .filter_map(|n| items.get(n).cloned())
+            .collect()
+    }
+
+    /// Cached health of one provider.
+    pub fn provider_health_of(&self, name: &str) -> Option<ProviderHealth> {
+        let items = self
+            .inner
+            .health
+            .items
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        items.get(name).cloned()
+    }
+
+    /// Checks every provider now (concurrently), updates the cache and
+    /// publishes health flips.
+    pub async fn refresh_health(&self) -> Vec<ProviderHealth> {
+        let checks = self.inner.provider_order.iter().map(|name| {
+            let provider = self.inner.providers[name].clone();
+            let default = *name == self.inner.default_provider;
+            async move { check_provider(provider.as_ref(), default).await }
+        });
+        let fresh = futures::future::join_all(checks).await;
+        for h in &fresh {
+            let previous = {
+                let mut items = self
+                    .inner
+                    .health
+                    .items
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                items.insert(h.name.clone(), h.clone())
+            };
+            // A provider starts as "not checked yet"; its first result is a
+            // flip only when it is a failure.
+            let first =
+                previous.as_ref().and_then(|p| p.error.as_deref()) == Some("not checked yet");
+            let was_healthy = previous.is_some_and(|p| p.healthy);
+            if !h.healthy && (first || was_healthy) {
+                tracing::warn!(provider = %h.name, error = h.error.as_deref().unwrap_or(""), "provider unhealthy");
+                self.publish(
+                    EventType::ProviderFailed,
+                    None,
+                    json!({"operation": "health", "provider": h.name, "error": h.error}),
+                );
+            } else if h.healthy && !first && !was_healthy {
+                tracing::info!(provider = %h.name, "provider recovered");
+                self.publish(
+                    EventType::ProviderRecovered,
+                    None,
+                    json!({"operation": "health", "provider": h.name, "latency_ms": h.latency_ms}),
+                );
+            }
+        }
+        fresh
+    }
+
+    pub(super) async fn health_loop(self) {
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.inner.health_interval) => {}
+            }
+            self.refresh_health().await;
+        }
+    }
+}

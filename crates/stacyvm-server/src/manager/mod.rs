@@ -1,0 +1,297 @@
+//! The orchestrator: every API action goes route → `Manager` → `Provider`.
+//! The manager owns sandbox lifecycle (spawn, TTL, destroy), limits,
+//! audit events, operation metrics, provider health and startup
+//! reconciliation. It is a cheap-clone handle over shared state; no lock is
+//! held across an `.await` except the admission lock, whose whole purpose is
+//! to serialise the count-then-insert of a spawn.
+
+mod clock;
+mod error;
+mod exec;
+mod files;
+mod health;
+mod lifecycle;
+mod reconcile;
+mod templates;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stacyvm_core::{EventType, GoDuration, Sandbox, SandboxId, SandboxState};
+use stacyvm_providers::{Provider, ProviderError};
+use stacyvm_store::Store;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use error::ManagerError;
+pub use exec::{ExecResult, ExecStreamHandle, InteractiveRequest};
+pub use health::HealthCache;
+pub use lifecycle::{AdmissionDecision, ExtendRequest, SpawnRequest};
+pub use reconcile::ReconcileReport;
+pub use templates::{TemplateRequest, TemplateSpawnRequest};
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::obs::operations::{Operation, OperationMetrics};
+
+/// Spawn defaults and limits, from `defaults.*` (0 = unlimited).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub default_image: String,
+    pub default_ttl: GoDuration,
+    pub default_memory_mb: u32,
+    pub default_vcpus: u32,
+    pub max_ttl: GoDuration,
+    pub default_exec_timeout: GoDuration,
+    pub max_exec_timeout: GoDuration,
+    pub max_sandboxes: u32,
+    pub max_sandboxes_per_owner: u32,
+    pub max_memory_mb: u32,
+    pub max_vcpus: u32,
+}
+
+impl Limits {
+    pub fn from_config(c: &Config) -> Self {
+        let d = &c.defaults;
+        Limits {
+            default_image: d.image.clone(),
+            default_ttl: d.ttl,
+            default_memory_mb: d.memory_mb,
+            default_vcpus: d.vcpus,
+            max_ttl: d.max_ttl,
+            default_exec_timeout: d.default_exec_timeout,
+            max_exec_timeout: d.max_exec_timeout,
+            max_sandboxes: d.max_sandboxes,
+            max_sandboxes_per_owner: d.max_sandboxes_per_owner,
+            max_memory_mb: d.max_memory_mb,
+            max_vcpus: d.max_vcpus,
+        }
+    }
+}
+
+/// Everything the manager is built from.
+#[derive(Debug)]
+pub struct ManagerOptions {
+    pub store: Arc<dyn Store>,
+    /// Providers by name, in preference order.
+    pub providers: Vec<Arc<dyn Provider>>,
+    /// Name of the default provider (already resolved from `auto`).
+    pub default_provider: String,
+    pub limits: Limits,
+    pub events: EventBus,
+    pub clock: Arc<dyn Clock>,
+    pub health_interval: Duration,
+    pub reaper_interval: Duration,
+    pub preview_domain: Option<String>,
+}
+
+/// Cheap-clone handle to the orchestrator.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    provider_order: Vec<String>,
+    default_provider: String,
+    limits: Limits,
+    events: EventBus,
+    metrics: OperationMetrics,
+    health: HealthCache,
+    clock: Arc<dyn Clock>,
+    /// Serialises admission (count active, insert `creating`) so that
+    /// concurrent spawns can never over-admit.
+    admission: AsyncMutex<()>,
+    /// Wakes the reaper when an expiry moves earlier.
+    reaper_wake: Notify,
+    health_interval: Duration,
+    reaper_interval: Duration,
+    preview_domain: Option<String>,
+    started: Instant,
+    shutdown: CancellationToken,
+}
+
+impl Manager {
+    pub fn new(opts: ManagerOptions) -> Result<Self, ManagerError> {
+        let provider_order: Vec<String> = opts
+            .providers
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        let providers: BTreeMap<_, _> = opts
+            .providers
+            .into_iter()
+            .map(|p| (p.name().to_string(), p))
+            .collect();
+        if !providers.contains_key(&opts.default_provider) {
+            return Err(ManagerError::BadRequest(format!(
+                "default provider {:?} is not configured",
+                opts.default_provider
+            )));
+        }
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                health: HealthCache::new(&provider_order, &opts.default_provider),
+                store: opts.store,
+                providers,
+                provider_order,
+                default_provider: opts.default_provider,
+                limits: opts.limits,
+                events: opts.events,
+                metrics: OperationMetrics::new(),
+                clock: opts.clock,
+                admission: AsyncMutex::new(()),
+                reaper_wake: Notify::new(),
+                health_interval: opts.health_interval,
+                reaper_interval: opts.reaper_interval,
+                preview_domain: opts.preview_domain,
+                started: Instant::now(),
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    pub fn metrics(&self) -> &OperationMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn default_provider(&self) -> &str {
+        &self.inner.default_provider
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Provider names in preference order.
+    pub fn provider_names(&self) -> &[String] {
+        &self.inner.provider_order
+    }
+
+    pub fn provider(&self, name: &str) -> Result<&Arc<dyn Provider>, ManagerError> {
+        self.inner
+            .providers
+            .get(name)
+            .ok_or_else(|| ManagerError::NotFound(format!("provider {name}")))
+    }
+
+    /// Starts the background tasks (TTL reaper, health prober). They stop
+    /// when [`Manager::shutdown`] is called.
+    pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.clone().reaper_loop()),
+            tokio::spawn(self.clone().health_loop()),
+        ]
+    }
+
+    /// Stops background tasks. Sandboxes are left running for the next
+    /// start's reconciliation.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Destroys every active sandbox (used when `server.destroy_on_shutdown`).
+    pub async fn destroy_all(&self) -> usize {
+        let mut n = 0;
+        for sb in self.list(None).await.unwrap_or_default() {
+            if self.destroy(&sb.id).await.is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn publish(&self, kind: EventType, sandbox_id: Option<&SandboxId>, data: serde_json::Value) {
+        self.inner
+            .events
+            .publish(kind, sandbox_id.map(SandboxId::as_str), data);
+    }
+
+    /// Records an operation's outcome and, on failure, publishes
+    /// `operation.failed`. Returns the result unchanged.
+    fn observe<T>(
+        &self,
+        op: Operation,
+        provider: &str,
+        sandbox_id: Option<&SandboxId>,
+        started: Instant,
+        result: Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(_) => self.inner.metrics.record(op, provider, elapsed, Ok(())),
+            Err(e) => {
+                let msg = e.to_string();
+                self.inner.metrics.record(op, provider, elapsed, Err(&msg));
+                // Expected outcomes of a caller's request (a missing file, a
+                // rejected path) are not operational failures.
+                if !matches!(
+                    e,
+                    ProviderError::NotFound(_) | ProviderError::InvalidInput(_)
+                ) {
+                    self.publish(
+                        EventType::OperationFailed,
+                        sandbox_id,
+                        json!({"operation": op.as_str(), "provider": provider, "error": msg}),
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    /// Loads a sandbox that can take commands: running (or unhealthy).
+    async fn active_sandbox(
+        &self,
+        id: &SandboxId,
+    ) -> Result<(Sandbox, Arc<dyn Provider>), ManagerError> {
+        let sb = self.get(id).await?;
+        match sb.state {
+            SandboxState::Running | SandboxState::Unhealthy => {}
+            SandboxState::Destroyed | SandboxState::Expired => {
+                return Err(ManagerError::NotFound(format!("sandbox {id}")));
+            }
+            other => {
+                return Err(ManagerError::Conflict(format!(
+                    "sandbox {id} is {other}, not running"
+                )));
+            }
+        }
+        let provider = self
+            .inner
+            .providers
+            .get(&sb.provider)
+            .cloned()
+            .ok_or_else(|| {
+                ManagerError::Unavailable(format!(
+                    "provider {} of sandbox {id} is not configured",
+                    sb.provider
+                ))
+            })?;
+        Ok((sb, provider))
+    }
+}
+
+/// Parses a sandbox id from a path segment; a malformed id is simply not
+/// found.
+pub fn parse_sandbox_id(raw: &str) -> Result<SandboxId, ManagerError> {
+    SandboxId::parse(raw).ok_or_else(|| ManagerError::NotFound(format!("sandbox {raw}")))
+}

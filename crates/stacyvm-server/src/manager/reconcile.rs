@@ -1,0 +1,185 @@
+//! Startup reconciliation: make the store agree with what the providers
+//! actually run. Persisted sandboxes whose runtime is gone become
+//! `destroyed`; those whose provider is unavailable become `error`;
+//! runtimes a provider owns but the store does not know are adopted. Every
+//! action publishes `reconcile.action`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use stacyvm_core::{EventType, OwnerId, Sandbox, SandboxState};
+use stacyvm_providers::{RuntimeInfo, RuntimeStatus};
+use stacyvm_store::SandboxFilter;
+
+use super::lifecycle::labels;
+use super::{Manager, ManagerError};
+
+/// What reconciliation did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    pub kept: usize,
+    pub destroyed: usize,
+    pub errored: usize,
+    pub adopted: usize,
+}
+
+impl Manager {
+    fn reconcile_event(&self, sb: &Sandbox, action: &str, reason: &str) {
+        tracing::info!(sandbox_id = %sb.id, provider = %sb.provider, action, reason, "reconcile");
+        self.publish(
+            EventType::ReconcileAction,
+            Some(&sb.id),
+            json!({"operation": "reconcile", "provider": sb.provider, "action": action, "reason": reason}),
+        );
+    }
+
+    /// Runs reconciliation once (at startup, after the first health check).
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ManagerError> {
+        let mut report = ReconcileReport::default();
+        let persisted = self
+            .inner
+            .store
+            .list_sandboxes(&SandboxFilter::default())
+            .await?;
+        let health: BTreeMap<String, bool> = self
+            .provider_health()
+            .into_iter()
+            .map(|h| (h.name, h.healthy))
+            .collect();
+        for name in self.inner.provider_order.clone() {
+            let provider = self.inner.providers[&name].clone();
+            let mine: Vec<&Sandbox> = persisted
+                .iter()
+                .filter(|s| s.provider == name && s.state.is_active())
+                .collect();
+            if !health.get(&name).copied().unwrap_or(false) {
+                for sb in mine {
+                    self.mark(
+                        sb.clone(),
+                        SandboxState::Error,
+                        "provider unavailable at startup",
+                    )
+                    .await?;
+                    report.errored += 1;
+                }
+                continue;
+            }
+            let inventory = match provider.inventory().await {
+                Ok(inv) => inv,
+                Err(e) => {
+                    self.publish(
+                        EventType::ReconcileAction,
+                        None,
+                        json!({"operation": "inventory", "provider": name, "action": "inventory_failed", "error": e.to_string()}),
+                    );
+                    None
+                }
+            };
+            let known: HashSet<String> = persisted.iter().map(|s| s.id.to_string()).collect();
+            let running: BTreeMap<String, &RuntimeInfo> = inventory
+                .iter()
+                .flatten()
+                .map(|r| (r.id.to_string(), r))
+                .collect();
+            for sb in mine {
+                let status = match &inventory {
+                    Some(_) => running
+                        .get(sb.id.as_str())
+                        .map(|r| r.status)
+                        .unwrap_or(RuntimeStatus::Missing),
+                    None => provider
+                        .status(&sb.id)
+                        .await
+                        .unwrap_or(RuntimeStatus::Missing),
+                };
+                match status {
+                    RuntimeStatus::Running => {
+                        if sb.state != SandboxState::Running {
+                            self.mark(sb.clone(), SandboxState::Running, "runtime is running")
+                                .await?;
+                        }
+                        report.kept += 1;
+                    }
+                    RuntimeStatus::Stopped | RuntimeStatus::Missing => {
+                        // A stopped runtime cannot serve commands; remove it.
+                        let _ = provider.destroy(&sb.id).await;
+                        self.mark(sb.clone(), SandboxState::Destroyed, "runtime is gone")
+                            .await?;
+                        report.destroyed += 1;
+                    }
+                }
+            }
+            for rt in running.values() {
+                if known.contains(rt.id.as_str()) {
+                    continue;
+                }
+                if rt.status != RuntimeStatus::Running {
+                    let _ = provider.destroy(&rt.id).await;
+                    continue;
+                }
+                let sb = self.adopted_record(&name, rt);
+                self.inner.store.insert_sandbox(&sb).await?;
+                self.reconcile_event(&sb, "adopted", "runtime unknown to the store");
+                report.adopted += 1;
+            }
+        }
+        self.inner.reaper_wake.notify_one();
+        Ok(report)
+    }
+
+    async fn mark(
+        &self,
+        mut sb: Sandbox,
+        state: SandboxState,
+        reason: &str,
+    ) -> Result<(), ManagerError> {
+        sb.state = state;
+        sb.error = (state == SandboxState::Error).then(|| reason.to_string());
+        self.inner.store.update_sandbox(&sb).await?;
+        let action = match state {
+            SandboxState::Destroyed => "destroyed",
+            SandboxState::Error => "error",
+            _ => "kept",
+        };
+        self.reconcile_event(&sb, action, reason);
+        Ok(())
+    }
+
+    /// Rebuilds a sandbox record from a runtime's labels.
+    fn adopted_record(&self, provider: &str, rt: &RuntimeInfo) -> Sandbox {
+        let now = self.inner.clock.now();
+        let label = |k: &str| rt.labels.get(k).map(String::as_str);
+        let time = |k: &str| {
+            label(k)
+                .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let created_at = time(labels::CREATED).or(rt.created_at).unwrap_or(now);
+        let expires_at = time(labels::EXPIRES).unwrap_or_else(|| {
+            now + chrono::Duration::from_std(self.inner.limits.default_ttl.0).unwrap_or_default()
+        });
+        Sandbox {
+            id: rt.id.clone(),
+            state: SandboxState::Running,
+            provider: provider.to_string(),
+            image: rt.image.clone(),
+            memory_mb: label(labels::MEMORY)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(self.inner.limits.default_memory_mb),
+            vcpus: label(labels::VCPUS)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(self.inner.limits.default_vcpus),
+            owner_id: label(labels::OWNER).and_then(|o| OwnerId::parse(o).ok().flatten()),
+            created_at,
+            expires_at,
+            metadata: label(labels::METADATA)
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_default(),
+            preview_domain: self.inner.preview_domain.clone(),
+            template: label(labels::TEMPLATE).map(str::to_string),
+            error: None,
+        }
+    }
+}
