@@ -7,3 +7,4 @@ pub mod config;
 pub mod events;
 pub mod manager;
 pub mod obs;
+pub mod app;

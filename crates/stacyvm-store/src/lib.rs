@@ -9,8 +9,10 @@ use stacyvm_core::{OwnerId, Sandbox, SandboxId, SandboxState, Template};
 mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod memory;
 pub mod sqlite;
 
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong in a store call.

@@ -67,7 +67,11 @@ pub async fn list(
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Sandbox>> {
     let id = parse_sandbox_id(&id)?;
-    Ok(Json(app.manager.get(&id).await?))
+    let sb = app.manager.get(&id).await?;
+    if sb.state == SandboxState::Destroyed {
+        return Err(ApiError::not_found(format!("sandbox {id} not found (destroyed)")));
+    }
+    Ok(Json(sb))
 }
 
 pub async fn destroy(

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::ManagerError;
 pub use exec::{ExecResult, ExecStreamHandle, InteractiveRequest};
-pub use health::HealthCache;
+pub use health::{HealthCache, check_provider};
 pub use lifecycle::{AdmissionDecision, ExtendRequest, SpawnRequest};
 pub use reconcile::ReconcileReport;
 pub use templates::{TemplateRequest, TemplateSpawnRequest};

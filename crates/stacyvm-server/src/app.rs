@@ -1,0 +1,190 @@
+//! Wiring: from a `Config` to a running server. `main` stays thin and
+//! tests start the real server from here on `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stacyvm_providers::Provider;
+use stacyvm_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, AuthSettings, HttpOptions};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::manager::{Clock, Limits, Manager, ManagerOptions, SystemClock, check_provider};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] stacyvm_store::StoreError),
+    #[error("{0}")]
+    Providers(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Manager(#[from] crate::manager::ManagerError),
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// A built server: the manager and the router, not yet listening.
+#[derive(Debug)]
+pub struct App {
+    pub manager: Manager,
+    pub router: axum::Router,
+    pub config: Config,
+}
+
+/// Builds the providers enabled in `config`, in preference order.
+pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartError> {
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    if config.providers.mock.enabled {
+        tracing::warn!(
+            "the mock provider is enabled: its sandboxes are plain host directories and processes with NO isolation; use it only for tests and development"
+        );
+        let base = config
+            .providers
+            .mock
+            .base_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir().join("mock"));
+        let _ = base; // MOCK-TODO providers.push(Arc::new(stacyvm_providers::mock::MockProvider::new(base)));
+    }
+    Ok(providers)
+}
+
+/// Picks the default provider: the configured name, or for `auto` the first
+/// healthy real provider (native, then docker). The mock is never picked
+/// by `auto`.
+async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Result<String, StartError> {
+    let wanted = config.providers.default.trim();
+    if wanted != "auto" {
+        return providers
+            .iter()
+            .find(|p| p.name() == wanted)
+            .map(|p| p.name().to_string())
+            .ok_or_else(|| {
+                StartError::Providers(format!(
+                    "providers.default is {wanted:?} but that provider is not enabled (enabled: {})",
+                    names(providers)
+                ))
+            });
+    }
+    let mut problems = Vec::new();
+    for name in ["native", "docker"] {
+        let Some(p) = providers.iter().find(|p| p.name() == name) else {
+            continue;
+        };
+        let h = check_provider(p.as_ref(), false).await;
+        if h.healthy {
+            return Ok(name.to_string());
+        }
+        problems.push(format!("{name}: {}", h.error.unwrap_or_default()));
+    }
+    Err(StartError::Providers(format!(
+        "no usable provider for providers.default=auto. {} Install crun (apt-get install crun) and run as root for the native provider, or start a Docker daemon for the docker provider; for development only, set providers.mock.enabled=true and providers.default=mock",
+        if problems.is_empty() {
+            "Neither native nor docker is enabled.".to_string()
+        } else {
+            format!("Checked: {}.", problems.join("; "))
+        }
+    )))
+}
+
+fn names(providers: &[Arc<dyn Provider>]) -> String {
+    let v: Vec<_> = providers.iter().map(|p| p.name()).collect();
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+/// Opens the store, builds providers and the manager, checks provider
+/// health and reconciles persisted sandboxes.
+pub async fn build(config: Config, extra: Vec<Arc<dyn Provider>>) -> Result<App, StartError> {
+    config.validate()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database.path).await?);
+    build_with_store(config, store, extra, Arc::new(SystemClock)).await
+}
+
+/// Like [`build`] with the store and clock given (tests).
+pub async fn build_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+    extra: Vec<Arc<dyn Provider>>,
+    clock: Arc<dyn Clock>,
+) -> Result<App, StartError> {
+    let mut providers = build_providers(&config)?;
+    providers.extend(extra);
+    let default_provider = resolve_default(&config, &providers).await?;
+    let manager = Manager::new(ManagerOptions {
+        store,
+        providers,
+        default_provider,
+        limits: Limits::from_config(&config),
+        events: EventBus::new(config.events.history_size),
+        clock,
+        health_interval: config.providers.health_interval.0,
+        reaper_interval: config.server.reaper_interval.0,
+        preview_domain: Some(config.server.preview_domain.clone()).filter(|d| !d.is_empty()),
+    })?;
+    manager.refresh_health().await;
+    let report = manager.reconcile().await?;
+    tracing::info!(?report, "startup reconciliation done");
+    let state = AppState {
+        manager: manager.clone(),
+        auth: Arc::new(AuthSettings {
+            enabled: config.auth.enabled,
+            api_key: config.auth.api_key.clone(),
+        }),
+    };
+    let router = api::router(
+        state,
+        &HttpOptions {
+            max_body_bytes: config.server.max_body_bytes,
+            cors_origins: config.server.cors_origins.clone(),
+        },
+    );
+    Ok(App { manager, router, config })
+}
+
+impl App {
+    /// Serves until `shutdown` resolves, then drains in-flight requests and
+    /// stops background tasks. Sandboxes are left running for the next
+    /// start's reconciliation unless `server.destroy_on_shutdown` is set.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let tasks = self.manager.start_background();
+        let grace: Duration = self.config.server.shutdown_grace.0;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, default_provider = %self.manager.default_provider(), "stacyvm listening");
+        }
+        let result = api::serve(listener, self.router, shutdown, grace).await;
+        self.manager.shutdown();
+        for t in tasks {
+            let _ = t.await;
+        }
+        if self.config.server.destroy_on_shutdown {
+            let n = self.manager.destroy_all().await;
+            tracing::info!(destroyed = n, "destroyed sandboxes on shutdown");
+        }
+        self.manager.store().ping().await.ok();
+        result.map_err(StartError::from)
+    }
+}
+
+/// Binds the configured address.
+pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    let addr = config.listen_addr()?;
+    TcpListener::bind(addr).await.map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,125 @@
+//! A real server on 127.0.0.1:0 with the mock provider, for API tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use stacyvm_server::app;
+use stacyvm_server::config::Config;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A config for tests: mock provider, database and mock sandboxes in `dir`.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.database.path = dir.join("stacyvm.db");
+    c.providers.mock.enabled = true;
+    c.providers.mock.base_dir = Some(dir.join("mock"));
+    c.providers.default = "mock".into();
+    c.server.port = 0;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, f).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server whose state lives in `dir` (kept after stop).
+    pub async fn start_in(dir: &std::path::Path, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(dir);
+        f(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = app::build(config, Vec::new()).await.expect("server builds");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            base: format!("http://{addr}/api/v1"),
+            http: reqwest::Client::new(),
+            dir: dir.to_path_buf(),
+            stop: Some(tx),
+            task: Some(task),
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), t).await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        decode(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        decode(self.http.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        decode(self.http.delete(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Spawns a sandbox and returns its id.
+    pub async fn spawn(&self) -> String {
+        let (status, sb) = self.post("/sandboxes", serde_json::json!({})).await;
+        assert_eq!(status, 201, "{sb}");
+        sb["id"].as_str().unwrap().to_string()
+    }
+
+    /// Runs a shell command and returns (exit_code, stdout).
+    pub async fn sh(&self, id: &str, cmd: &str) -> (i64, String) {
+        let (status, out) = self
+            .post(&format!("/sandboxes/{id}/exec"), serde_json::json!({"command": cmd}))
+            .await;
+        assert_eq!(status, 200, "{out}");
+        (out["exit_code"].as_i64().unwrap(), out["stdout"].as_str().unwrap().to_string())
+    }
+}
+
+pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+/// Asserts the contract's error shape and code.
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}

@@ -1,0 +1,122 @@
+//! Command-line definitions and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::{client, serve};
+
+/// StacyVM: self-hosted sandboxes for AI agents and developer tools.
+#[derive(Debug, Parser)]
+#[command(name = "stacyvm", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the client commands find the server.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Server URL.
+    #[arg(long, global = true, env = "STACYVM_SERVER", default_value = "http://127.0.0.1:7423")]
+    pub server: String,
+    /// API key, when the server has auth enabled.
+    #[arg(long, global = true, env = "STACYVM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Owner identity sent as X-User-ID.
+    #[arg(long, global = true, env = "STACYVM_USER_ID")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create a sandbox and print its id.
+    Spawn(client::SpawnArgs),
+    /// Run a command in a sandbox, streaming its output; exits with its code.
+    Exec(client::ExecArgs),
+    /// List sandboxes.
+    List(client::ListArgs),
+    /// Destroy sandboxes.
+    Kill {
+        /// Sandbox ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Move files in and out of a sandbox.
+    #[command(subcommand)]
+    Files(client::FilesCommand),
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the version.
+    Version,
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (default: ./stacyvm.yaml, then ~/.stacyvm/config.yaml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listen host (overrides server.host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Listen port (overrides server.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Default provider (overrides providers.default).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Database file (overrides database.path).
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and report problems.
+    Lint {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration with secrets redacted.
+    Show {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Spawn(args) => client::spawn(&cli.conn, args).await,
+        Command::Exec(args) => client::exec(&cli.conn, args).await,
+        Command::List(args) => client::list(&cli.conn, args).await,
+        Command::Kill { ids } => client::kill(&cli.conn, &ids).await,
+        Command::Files(cmd) => client::files(&cli.conn, cmd).await,
+        Command::Config(cmd) => serve::config(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Version => {
+            println_out(&format!("stacyvm {}", stacyvm_core::VERSION));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "stacyvm", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints a line to stdout (the CLI's output, as opposed to logs).
+#[allow(clippy::print_stdout)]
+pub fn println_out(s: &str) {
+    println!("{s}");
+}
