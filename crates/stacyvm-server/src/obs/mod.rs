@@ -7,6 +7,7 @@
 pub mod operations;
 pub mod process;
 pub mod prometheus;
+pub mod resources;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use stacyvm_core::{Sandbox, SandboxState};
 pub use operations::{Operation, OperationMetrics, OperationSnapshot};
 pub use process::{ProcessStats, RuntimeStats};
 pub use prometheus::{PrometheusOptions, ScrapeSnapshot};
+pub use resources::{RefreshReport, ResourceCache};
 
 /// Event bus figures, as in the `events` object of `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
