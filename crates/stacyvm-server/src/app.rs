@@ -45,6 +45,11 @@ pub struct App {
 /// Builds the providers enabled in `config`, in preference order.
 pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartError> {
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    if config.providers.docker.enabled {
+        let docker = stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
+            .map_err(|e| StartError::Providers(format!("cannot set up the docker provider: {e}")))?;
+        providers.push(Arc::new(docker));
+    }
     if config.providers.mock.enabled {
         tracing::warn!(
             "the mock provider is enabled: its sandboxes are plain host directories and processes with NO isolation; use it only for tests and development"
@@ -55,7 +60,9 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
             .base_dir
             .clone()
             .unwrap_or_else(|| config.data_dir().join("mock"));
-        let _ = base; // MOCK-TODO providers.push(Arc::new(stacyvm_providers::mock::MockProvider::new(base)));
+        let mock = stacyvm_providers::mock::MockProvider::new(base)
+            .map_err(|e| StartError::Providers(format!("cannot set up the mock provider: {e}")))?;
+        providers.push(Arc::new(mock));
     }
     Ok(providers)
 }

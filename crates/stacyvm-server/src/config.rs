@@ -87,6 +87,7 @@ pub struct ProvidersConfig {
     /// How often the background prober refreshes provider health.
     pub health_interval: GoDuration,
     pub mock: MockProviderConfig,
+    pub docker: stacyvm_providers::docker::DockerConfig,
 }
 
 impl Default for ProvidersConfig {
@@ -95,6 +96,7 @@ impl Default for ProvidersConfig {
             default: "auto".into(),
             health_interval: GoDuration::from_secs(15),
             mock: MockProviderConfig::default(),
+            docker: Default::default(),
         }
     }
 }
@@ -354,6 +356,10 @@ impl Config {
                 "intervals must be greater than 0s".into(),
             );
         }
+        if let Err(message) = self.providers.docker.validate() {
+            let (key, message) = message.split_once(": ").unwrap_or(("providers.docker", &message));
+            return bad(key, message.to_string());
+        }
         if self.events.history_size == 0 {
             return bad("events.history_size", "must be greater than 0".into());
         }
@@ -369,7 +375,12 @@ impl Config {
     /// The configuration as YAML with every secret replaced.
     pub fn redacted_yaml(&self) -> String {
         let mut shown = self.clone();
-        for secret in [&mut shown.auth.api_key, &mut shown.auth.admin_api_key] {
+        let mut secrets = vec![&mut shown.auth.api_key, &mut shown.auth.admin_api_key];
+        if let Some(r) = shown.providers.docker.registry.as_mut() {
+            secrets.push(&mut r.username);
+            secrets.push(&mut r.password);
+        }
+        for secret in secrets {
             if !secret.is_empty() {
                 *secret = REDACTED.into();
             }
@@ -379,11 +390,12 @@ impl Config {
 
     /// Every secret value configured, for redaction checks.
     pub fn secrets(&self) -> Vec<String> {
-        [&self.auth.api_key, &self.auth.admin_api_key]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .collect()
+        let mut all = vec![self.auth.api_key.clone(), self.auth.admin_api_key.clone()];
+        if let Some(r) = &self.providers.docker.registry {
+            all.push(r.password.clone());
+        }
+        all.retain(|s| !s.is_empty());
+        all
     }
 }
 

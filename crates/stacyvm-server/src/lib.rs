@@ -3,8 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod events;
 pub mod manager;
 pub mod obs;
-pub mod app;

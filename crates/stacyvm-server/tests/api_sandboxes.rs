@@ -287,3 +287,44 @@ async fn admission_and_limits() {
     assert_error(st, &e, 429, "resource_limit");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn state_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), |_| {}).await;
+    let id = s.spawn().await;
+    let (st, _) = s
+        .post("/templates", json!({"name": "keep", "image": "busybox"}))
+        .await;
+    assert_eq!(st, 201);
+    s.stop().await;
+
+    let s = TestServer::start_in(dir.path(), |_| {}).await;
+    // Templates persist in the store.
+    assert_eq!(s.get("/templates/keep").await.0, 200);
+    let (st, sb) = s.get(&format!("/sandboxes/{id}")).await;
+    if st == 200 && sb["state"] == "running" {
+        // The runtime survived: the sandbox is still usable.
+        let (code, out) = s.sh(&id, "echo alive").await;
+        assert_eq!((code, out.as_str()), (0, "alive\n"));
+    } else {
+        // The runtime went away: reconciliation said so with an event.
+        assert_eq!(st, 404, "{sb}");
+        let r = s
+            .http
+            .get(s.url("/events?types=reconcile.action"))
+            .header("last-event-id", "evt-0")
+            .send()
+            .await
+            .unwrap();
+        let mut stream = futures::StreamExt::boxed(r.bytes_stream());
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), futures::StreamExt::next(&mut stream))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&chunk);
+        assert!(text.contains(&id) && text.contains("destroyed"), "{text}");
+    }
+    s.stop().await;
+}

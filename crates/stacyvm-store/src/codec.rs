@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use stacyvm_core::{GoDuration, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
-use crate::StoreError;
+use crate::{SandboxFilter, StoreError};
 
 /// A `sandboxes` row as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -178,6 +178,34 @@ pub(crate) fn db_error(operation: &str, what: &str, err: sqlx::Error) -> StoreEr
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::Decode(_) => StoreError::Corrupt(format!("{what}: {err}")),
         _ => StoreError::Unavailable(format!("{operation} {what}: {err}")),
+    }
+}
+
+/// Appends the `WHERE` clause for `filter`. An explicit `state` filter wins
+/// over `include_destroyed`: asking for destroyed sandboxes returns them.
+pub(crate) fn push_filter<'a, DB>(qb: &mut sqlx::QueryBuilder<'a, DB>, filter: &SandboxFilter)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(" WHERE 1 = 1");
+    match filter.state {
+        Some(state) => {
+            qb.push(" AND state = ")
+                .push_bind(state.as_str().to_string());
+        }
+        None if !filter.include_destroyed => {
+            qb.push(" AND state <> ")
+                .push_bind(SandboxState::Destroyed.as_str().to_string());
+        }
+        None => {}
+    }
+    if let Some(owner) = &filter.owner {
+        qb.push(" AND owner_id = ")
+            .push_bind(owner.as_str().to_string());
+    }
+    if let Some(provider) = &filter.provider {
+        qb.push(" AND provider = ").push_bind(provider.clone());
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where StacyVM keeps sandboxes and templates: the `Store` trait, the
-//! embedded SQLite implementation and a conformance suite every
-//! implementation passes.
+//! embedded SQLite implementation (default), a Postgres implementation
+//! (feature `postgres`) and a conformance suite every implementation passes
+//! (feature `conformance`).
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -10,9 +11,13 @@ mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong in a store call.

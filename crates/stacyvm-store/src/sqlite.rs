@@ -10,9 +10,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite};
-use stacyvm_core::{Sandbox, SandboxId, SandboxState, Template};
+use stacyvm_core::{Sandbox, SandboxId, Template};
 
-use crate::codec::{SandboxRow, TemplateRow, db_error};
+use crate::codec::{SandboxRow, TemplateRow, db_error, push_filter};
 use crate::{SandboxFilter, Store, StoreError};
 
 #[cfg(test)]
@@ -119,29 +119,6 @@ impl SqliteStore {
     }
 }
 
-/// Appends the `WHERE` clause for `filter`. An explicit `state` filter wins
-/// over `include_destroyed`: asking for destroyed sandboxes returns them.
-fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &SandboxFilter) {
-    qb.push(" WHERE 1 = 1");
-    match filter.state {
-        Some(state) => {
-            qb.push(" AND state = ").push_bind(state.as_str());
-        }
-        None if !filter.include_destroyed => {
-            qb.push(" AND state <> ")
-                .push_bind(SandboxState::Destroyed.as_str());
-        }
-        None => {}
-    }
-    if let Some(owner) = &filter.owner {
-        qb.push(" AND owner_id = ")
-            .push_bind(owner.as_str().to_string());
-    }
-    if let Some(provider) = &filter.provider {
-        qb.push(" AND provider = ").push_bind(provider.clone());
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn driver(&self) -> &'static str {
@@ -217,7 +194,8 @@ impl Store for SqliteStore {
     }
 
     async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes"));
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes"));
         push_filter(&mut qb, filter);
         qb.push(" ORDER BY created_at, id");
         let rows: Vec<SandboxRow> = qb

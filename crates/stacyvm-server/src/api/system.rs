@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use stacyvm_core::{GoDuration, SandboxState, VERSION};
 
 use super::AppState;
+use crate::obs;
 
 fn uptime(app: &AppState) -> String {
     GoDuration(Duration::from_secs(app.manager.uptime().as_secs())).to_string()
@@ -102,6 +103,7 @@ pub async fn metrics(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "uptime": uptime(&app),
         "uptime_seconds": app.manager.uptime().as_secs_f64(),
+        "process": obs::ProcessStats::collect(),
         "sandboxes": sandbox_counts(&app).await,
         "providers": provider_summary(&app),
         "events": app.manager.events().stats(),
@@ -133,7 +135,8 @@ pub async fn diagnostics(State(app): State<AppState>) -> Json<Value> {
             "arch": std::env::consts::ARCH,
             "git_commit": option_env!("STACYVM_GIT_COMMIT"),
         },
-        "process": {"uptime": uptime(&app), "uptime_seconds": app.manager.uptime().as_secs_f64()},
+        "process": obs::ProcessStats::collect(),
+        "uptime": uptime(&app),
         "store": store_health(&app).await,
         "limits": {
             "max_sandboxes": l.max_sandboxes,

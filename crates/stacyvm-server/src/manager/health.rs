@@ -7,7 +7,9 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stacyvm_core::{Capability, EventType, ProviderHealth};
+use stacyvm_core::{Capability, EventType, ProviderHealth, SandboxState};
+
+use crate::obs::SandboxResources;
 use stacyvm_providers::Provider;
 
 use super::Manager;
@@ -152,8 +154,40 @@ impl Manager {
         fresh
     }
 
+    /// Cached per-sandbox resource figures (refreshed with health).
+    pub fn sandbox_resources(&self) -> Vec<SandboxResources> {
+        self.inner.resources.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads CPU, memory and pids of every active sandbox from providers
+    /// that can measure them, and caches the result for scrapes.
+    pub async fn refresh_resources(&self) {
+        let Ok(items) = self.list(None).await else { return };
+        let measurable: Vec<_> = items
+            .into_iter()
+            .filter(|s| s.state == SandboxState::Running)
+            .filter_map(|s| {
+                let p = self.inner.providers.get(&s.provider)?.clone();
+                p.capabilities().contains(&Capability::ResourceStats).then_some((s, p))
+            })
+            .collect();
+        let mut reads = tokio::task::JoinSet::new();
+        for (s, p) in measurable {
+            reads.spawn(read_usage(s, p));
+        }
+        let mut fresh = Vec::new();
+        while let Some(r) = reads.join_next().await {
+            if let Ok(Some(r)) = r {
+                fresh.push(r);
+            }
+        }
+        fresh.sort_by(|a, b| a.sandbox.cmp(&b.sandbox));
+        *self.inner.resources.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
     pub(super) async fn health_loop(self) {
         loop {
+            self.refresh_resources().await;
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.inner.health_interval) => {}
@@ -161,4 +195,17 @@ impl Manager {
             self.refresh_health().await;
         }
     }
+}
+
+async fn read_usage(s: stacyvm_core::Sandbox, p: std::sync::Arc<dyn Provider>) -> Option<SandboxResources> {
+    let usage = tokio::time::timeout(HEALTH_TIMEOUT, p.resource_usage(&s.id)).await;
+    let Ok(Ok(Some(u))) = usage else { return None };
+    Some(SandboxResources {
+        sandbox: s.id.to_string(),
+        provider: s.provider.clone(),
+        owner: s.owner_id.map(|o| o.to_string()).unwrap_or_default(),
+        cpu_seconds: Some(u.cpu_seconds),
+        memory_bytes: Some(u.memory_bytes),
+        pids: Some(u.pids),
+    })
 }

@@ -104,6 +104,8 @@ struct Inner {
     events: EventBus,
     metrics: OperationMetrics,
     health: HealthCache,
+    /// Per-sandbox resource figures, refreshed in the background.
+    resources: std::sync::RwLock<Vec<crate::obs::SandboxResources>>,
     clock: Arc<dyn Clock>,
     /// Serialises admission (count active, insert `creating`) so that
     /// concurrent spawns can never over-admit.
@@ -145,6 +147,7 @@ impl Manager {
                 limits: opts.limits,
                 events: opts.events,
                 metrics: OperationMetrics::new(),
+                resources: std::sync::RwLock::new(Vec::new()),
                 clock: opts.clock,
                 admission: AsyncMutex::new(()),
                 reaper_wake: Notify::new(),

@@ -25,6 +25,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.providers.mock.enabled = true;
     c.providers.mock.base_dir = Some(dir.join("mock"));
     c.providers.default = "mock".into();
+    c.providers.docker.enabled = false;
     c.server.port = 0;
     c
 }

@@ -197,3 +197,29 @@ async fn unopenable_path_is_unavailable() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn database_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stacyvm.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    // Pretend a later StacyVM applied a migration this build does not know.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (99999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("record future migration");
+    store.close().await;
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Unavailable(msg)) => {
+            assert!(
+                msg.contains("migrating") && msg.contains("stacyvm.db"),
+                "{msg}"
+            )
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}

@@ -1,0 +1,198 @@
+//! The Docker provider: each sandbox is a container of the Docker Engine,
+//! driven through its API with bollard. Containers carry `stacyvm.*` labels
+//! so they can be found again after a restart; security defaults drop all
+//! capabilities, forbid privilege gain, cap pids and use no network. gVisor
+//! is a matter of `runtime: runsc`.
+
+mod archive;
+mod client;
+mod config;
+mod exec;
+mod files;
+mod lifecycle;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId};
+
+pub use config::{DEFAULT_SOCKET, DockerConfig, RegistryAuth};
+pub use exec::EXEC_TOKEN_VAR;
+
+use crate::{
+    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, ResourceUsage,
+    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+};
+
+/// Prefix of every label the provider sets.
+pub const LABEL_PREFIX: &str = "stacyvm.";
+/// Label holding the sandbox id.
+pub const LABEL_SANDBOX_ID: &str = "stacyvm.sandbox_id";
+/// Label marking containers the provider owns (`true`).
+pub const LABEL_MANAGED: &str = "stacyvm.managed";
+
+/// The container name of a sandbox.
+pub fn container_name(id: &SandboxId) -> String {
+    format!("stacyvm-{id}")
+}
+
+/// State shared by the provider and its background exec tasks.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    name: String,
+    config: DockerConfig,
+    client: client::Client,
+}
+
+/// Sandboxes as Docker containers.
+#[derive(Debug, Clone)]
+pub struct DockerProvider {
+    inner: Arc<Inner>,
+}
+
+impl DockerProvider {
+    /// A provider named `docker`. Does not contact the daemon: a daemon that
+    /// is down makes the provider unhealthy, not this fail.
+    pub fn new(config: DockerConfig) -> Result<Self, ProviderError> {
+        Self::with_name("docker", config)
+    }
+
+    /// A provider with another configured name (e.g. `gvisor` for a second
+    /// instance using `runtime: runsc`).
+    pub fn with_name(name: impl Into<String>, config: DockerConfig) -> Result<Self, ProviderError> {
+        config.validate().map_err(ProviderError::InvalidInput)?;
+        let client = client::Client::new(config.socket_address(), config.request_timeout_secs);
+        Ok(DockerProvider {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                config,
+                client,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &DockerConfig {
+        &self.inner.config
+    }
+}
+
+#[async_trait]
+impl Provider for DockerProvider {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![
+            Capability::Spawn,
+            Capability::Exec,
+            Capability::ExecStream,
+            Capability::Interactive,
+            Capability::Files,
+            Capability::Console,
+            Capability::Health,
+            Capability::RuntimeInventory,
+            Capability::Container,
+            Capability::ResourceStats,
+        ]
+    }
+
+    fn config_summary(&self) -> serde_json::Value {
+        let c = &self.inner.config;
+        serde_json::json!({
+            "socket": self.inner.client.socket(),
+            "runtime": c.runtime,
+            "network_mode": c.network_mode,
+            "read_only_rootfs": c.read_only_rootfs,
+            "cap_add": c.cap_add,
+            "pids_limit": c.pids_limit,
+            "init": c.init,
+            "registry_server": c.registry.as_ref().map(|r| r.server.clone()),
+        })
+    }
+
+    async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
+        self.inner.spawn(spec).await
+    }
+
+    async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError> {
+        self.inner.status(id).await
+    }
+
+    async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.inner.destroy(id).await
+    }
+
+    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
+        exec::run(&self.inner, id, spec).await
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &SandboxId,
+        spec: &ExecSpec,
+        options: StreamOptions,
+    ) -> Result<ExecSession, ProviderError> {
+        exec::start(&self.inner, id, spec, options).await
+    }
+
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        content: Bytes,
+        mode: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        self.inner.write_file(id, path, content, mode).await
+    }
+
+    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
+        self.inner.read_file(id, path).await
+    }
+
+    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
+        self.inner.list_files(id, path).await
+    }
+
+    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
+        self.inner.stat_file(id, path).await
+    }
+
+    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
+        self.inner.move_file(id, from, to).await
+    }
+
+    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
+        self.inner.chmod_file(id, path, mode).await
+    }
+
+    async fn delete_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), ProviderError> {
+        self.inner.delete_file(id, path, recursive).await
+    }
+
+    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
+        self.inner.glob(id, pattern).await
+    }
+
+    async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
+        self.inner.logs(id, lines).await
+    }
+
+    async fn health(&self) -> HealthReport {
+        self.inner.health().await
+    }
+
+    async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
+        self.inner.inventory().await.map(Some)
+    }
+
+    async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
+        self.inner.resource_usage(id).await
+    }
+}

@@ -1,0 +1,362 @@
+//! Running a command of a mock sandbox as a host process: its own process
+//! group (so a timeout or a dropped stream kills the whole tree), output
+//! forwarded in order through one channel, optional stdin and signals.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustix::process::{Pid, Signal, kill_process_group};
+use stacyvm_core::StreamKind;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+use crate::{ExecEvent, ExecInput, ExecSession, ProviderError};
+
+/// How long output is still collected after the command exits, for
+/// background children that keep its pipes open.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// Exit code reported for a command killed by its timeout (128 + SIGKILL).
+pub(super) const TIMEOUT_EXIT_CODE: i32 = 137;
+
+const READ_BUF: usize = 32 * 1024;
+
+/// A command ready to start.
+#[derive(Debug)]
+pub(super) struct Launch {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    /// `Duration::ZERO` means no timeout.
+    pub timeout: Duration,
+    pub stdin: bool,
+}
+
+/// Called once when the command has finished (exit code, timed out) and
+/// when a process group starts or ends, so the sandbox can track both.
+pub(super) trait Observer: Send + Sync + 'static {
+    fn started(&self, pgid: i32);
+    fn finished(&self, pgid: i32, argv0: &str, outcome: Outcome);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Exited(i32),
+    TimedOut,
+    Abandoned,
+}
+
+/// Sends `sig` to the process group `pgid`; a group that is gone is fine.
+pub(super) fn signal_group(pgid: i32, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(pgid) {
+        let _ = kill_process_group(pid, sig);
+    }
+}
+
+/// Whether any process of group `pgid` is still alive.
+pub(super) fn group_alive(pgid: i32) -> bool {
+    Pid::from_raw(pgid).is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+}
+
+/// A signal from its name (`SIGINT`, `INT`, `sigterm`, ...).
+pub(super) fn parse_signal(name: &str) -> Option<Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Some(match short {
+        "HUP" => Signal::HUP,
+        "INT" => Signal::INT,
+        "QUIT" => Signal::QUIT,
+        "KILL" => Signal::KILL,
+        "TERM" => Signal::TERM,
+        "USR1" => Signal::USR1,
+        "USR2" => Signal::USR2,
+        "ALRM" => Signal::ALARM,
+        "STOP" => Signal::STOP,
+        "CONT" => Signal::CONT,
+        "TSTP" => Signal::TSTP,
+        "WINCH" => Signal::WINCH,
+        "PIPE" => Signal::PIPE,
+        _ => return None,
+    })
+}
+
+/// Starts `launch` and returns its session; the command runs on a task that
+/// owns it until it ends or the output receiver goes away.
+pub(super) fn start(
+    launch: Launch,
+    observer: std::sync::Arc<dyn Observer>,
+) -> Result<ExecSession, ProviderError> {
+    let Some(program) = launch.argv.first().cloned() else {
+        return Err(ProviderError::InvalidInput("command is empty".into()));
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&launch.argv[1..])
+        .env_clear()
+        .envs(&launch.env)
+        .current_dir(&launch.cwd)
+        .process_group(0)
+        .stdin(if launch.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            // Like a shell: a missing or unrunnable program is a result
+            // (127/126 with a message), not a provider failure.
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            let msg = format!("{program}: {e}\n");
+            let _ = tx.try_send(ExecEvent::Output(StreamKind::Stderr, Bytes::from(msg)));
+            let _ = tx.try_send(ExecEvent::Exit {
+                exit_code: code,
+                duration: started.elapsed(),
+                timed_out: false,
+            });
+            observer.finished(0, &program, Outcome::Exited(code));
+            return Ok(ExecSession {
+                input: launch.stdin.then(|| mpsc::channel(1).0),
+                output: rx,
+            });
+        }
+    };
+    let pgid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| ProviderError::Other(format!("{program}: exited before it started")))?;
+    observer.started(pgid);
+
+    let (input, input_task) = match child.stdin.take() {
+        Some(stdin) => {
+            let (in_tx, in_rx) = mpsc::channel(16);
+            let task = tokio::spawn(forward_input(in_rx, stdin, pgid, tx.downgrade()));
+            (Some(in_tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let outcome = drive(
+            &mut child,
+            stdout,
+            stderr,
+            tx,
+            pgid,
+            launch.timeout,
+            started,
+        )
+        .await;
+        // The command is over: stop feeding it (a signal now could hit a
+        // reused process group).
+        if let Some(task) = input_task {
+            task.abort();
+        }
+        observer.finished(pgid, &program, outcome);
+    });
+    Ok(ExecSession { input, output: rx })
+}
+
+/// Feeds stdin and delivers signals until the sender side goes away.
+async fn forward_input(
+    mut rx: mpsc::Receiver<ExecInput>,
+    stdin: ChildStdin,
+    pgid: i32,
+    // Weak, so the output channel closes right after `Exit`.
+    tx: mpsc::WeakSender<ExecEvent>,
+) {
+    let mut stdin = Some(stdin);
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ExecInput::Stdin(data) => {
+                if let Some(s) = stdin.as_mut()
+                    && s.write_all(&data).await.is_err()
+                {
+                    stdin = None;
+                }
+            }
+            ExecInput::CloseStdin => stdin = None,
+            // Without a terminal there is nothing to resize.
+            ExecInput::Resize(_) => {}
+            ExecInput::Signal(name) => match parse_signal(&name) {
+                Some(sig) => signal_group(pgid, sig),
+                None => {
+                    if let Some(tx) = tx.upgrade() {
+                        let msg = format!("unknown signal {name}\n");
+                        let _ = tx
+                            .send(ExecEvent::Output(StreamKind::Stderr, Bytes::from(msg)))
+                            .await;
+                    }
+                }
+            },
+        }
+    }
+}
+
+enum Sent {
+    Ok,
+    Closed,
+    TimedOut,
+}
+
+/// Sends `ev`, but gives up when the deadline passes first: a client that
+/// stops reading must not keep a command alive past its timeout.
+async fn send(
+    tx: &mpsc::Sender<ExecEvent>,
+    ev: ExecEvent,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
+) -> Sent {
+    match deadline {
+        Some(d) => tokio::select! {
+            r = tx.send(ev) => if r.is_ok() { Sent::Ok } else { Sent::Closed },
+            _ = d.as_mut() => Sent::TimedOut,
+        },
+        None => match tx.send(ev).await {
+            Ok(()) => Sent::Ok,
+            Err(_) => Sent::Closed,
+        },
+    }
+}
+
+async fn read_opt<R: AsyncRead + Unpin>(
+    r: &mut Option<R>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match r {
+        Some(r) => r.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn drive(
+    child: &mut Child,
+    mut stdout: Option<tokio::process::ChildStdout>,
+    mut stderr: Option<tokio::process::ChildStderr>,
+    tx: mpsc::Sender<ExecEvent>,
+    pgid: i32,
+    timeout: Duration,
+    started: Instant,
+) -> Outcome {
+    let mut deadline = (!timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(timeout)));
+    let mut out_buf = vec![0u8; READ_BUF];
+    let mut err_buf = vec![0u8; READ_BUF];
+    let mut status: Option<ExitStatus> = None;
+    // Armed when the command exits.
+    let drain = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(drain);
+
+    let kill = |child: &mut Child| {
+        signal_group(pgid, Signal::KILL);
+        let _ = child.start_kill();
+    };
+
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        let event = tokio::select! {
+            _ = tx.closed() => {
+                kill(child);
+                let _ = child.wait().await;
+                return Outcome::Abandoned;
+            }
+            _ = async { deadline.as_mut().expect("guarded").as_mut().await },
+                if deadline.is_some() && status.is_none() => {
+                return timed_out(child, &tx, pgid, timeout, started).await;
+            }
+            r = read_opt(&mut stdout, &mut out_buf) => match r {
+                Ok(n) if n > 0 => Some(ExecEvent::Output(StreamKind::Stdout, Bytes::copy_from_slice(&out_buf[..n]))),
+                _ => { stdout = None; None }
+            },
+            r = read_opt(&mut stderr, &mut err_buf) => match r {
+                Ok(n) if n > 0 => Some(ExecEvent::Output(StreamKind::Stderr, Bytes::copy_from_slice(&err_buf[..n]))),
+                _ => { stderr = None; None }
+            },
+            st = child.wait(), if status.is_none() => {
+                match st {
+                    Ok(st) => status = Some(st),
+                    Err(e) => {
+                        tracing::warn!(pgid, error = %e, "mock exec: wait failed");
+                        kill(child);
+                        return Outcome::Abandoned;
+                    }
+                }
+                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                None
+            }
+            _ = &mut drain, if status.is_some() => break,
+        };
+        if let Some(ev) = event {
+            match send(&tx, ev, &mut deadline).await {
+                Sent::Ok => {}
+                Sent::Closed => {
+                    kill(child);
+                    let _ = child.wait().await;
+                    return Outcome::Abandoned;
+                }
+                Sent::TimedOut if status.is_none() => {
+                    return timed_out(child, &tx, pgid, timeout, started).await;
+                }
+                // The command already exited; only its leftovers remain.
+                Sent::TimedOut => break,
+            }
+        }
+    }
+    let exit_code = status.map(exit_code).unwrap_or(-1);
+    let _ = tx
+        .send(ExecEvent::Exit {
+            exit_code,
+            duration: started.elapsed(),
+            timed_out: false,
+        })
+        .await;
+    Outcome::Exited(exit_code)
+}
+
+async fn timed_out(
+    child: &mut Child,
+    tx: &mpsc::Sender<ExecEvent>,
+    pgid: i32,
+    timeout: Duration,
+    started: Instant,
+) -> Outcome {
+    signal_group(pgid, Signal::KILL);
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let msg = format!("exec timed out after {timeout:?}; process group killed\n");
+    let exit = ExecEvent::Exit {
+        exit_code: TIMEOUT_EXIT_CODE,
+        duration: started.elapsed(),
+        timed_out: true,
+    };
+    // The receiver may have stopped reading: do not wait on it forever.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        tx.send(ExecEvent::Output(StreamKind::Stderr, Bytes::from(msg)))
+            .await?;
+        tx.send(exit).await
+    })
+    .await;
+    Outcome::TimedOut
+}
+
+fn exit_code(st: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code()
+        .or_else(|| st.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}

@@ -1,0 +1,454 @@
+//! The mock provider: a sandbox is a directory on the host and its commands
+//! are ordinary host processes started in it.
+//!
+//! **IT ISOLATES NOTHING.** A command run in a mock sandbox runs as the
+//! server's user, sees the whole host filesystem and network, and can do
+//! anything the server process can. It exists so the server, the API and
+//! the conformance suite can be developed and tested without a container
+//! runtime. Never enable it on a machine that runs untrusted code. Only its
+//! file API is confined (through [`HostFs`]); commands are not.
+
+mod exec;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rustix::process::Signal;
+use serde::{Deserialize, Serialize};
+use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId, StreamKind};
+
+use self::exec::{Launch, Observer, Outcome};
+use crate::hostfs::{HostFs, SandboxPath};
+use crate::{
+    ByteStream, ExecEvent, ExecSession, ExecSpec, HealthReport, Provider, ProviderError,
+    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+};
+
+/// Log lines kept per sandbox.
+const LOG_RING: usize = 1000;
+
+/// `PATH` of mock commands unless the exec sets one.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sandboxes as host directories and commands as host processes. See the
+/// module docs: for tests and development only.
+#[derive(Debug, Clone)]
+pub struct MockProvider {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    base: PathBuf,
+    sandboxes: Mutex<HashMap<SandboxId, Arc<MockSandbox>>>,
+    destroyed: Mutex<HashSet<SandboxId>>,
+}
+
+/// What is recorded beside each sandbox directory, so a restarted server
+/// finds its sandboxes again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    image: String,
+    created_at: DateTime<Utc>,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct MockSandbox {
+    id: SandboxId,
+    fs: HostFs,
+    record: Record,
+    logs: Mutex<VecDeque<String>>,
+    /// Process groups started here that may still have members.
+    groups: Mutex<HashSet<i32>>,
+}
+
+impl MockSandbox {
+    fn log(&self, line: String) {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if logs.len() == LOG_RING {
+            logs.pop_front();
+        }
+        logs.push_back(format!(
+            "{} {line}",
+            Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        ));
+    }
+
+    fn kill_all(&self) {
+        let groups: Vec<i32> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for pgid in groups {
+            exec::signal_group(pgid, Signal::KILL);
+        }
+    }
+}
+
+impl Observer for MockSandbox {
+    fn started(&self, pgid: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pgid);
+    }
+
+    fn finished(&self, pgid: i32, argv0: &str, outcome: Outcome) {
+        if pgid > 0 && !exec::group_alive(pgid) {
+            self.groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&pgid);
+        }
+        self.log(match outcome {
+            Outcome::Exited(code) => format!("exec {argv0} exited with code {code}"),
+            Outcome::TimedOut => format!("exec {argv0} timed out and was killed"),
+            Outcome::Abandoned => format!("exec {argv0} killed: its client went away"),
+        });
+    }
+}
+
+impl MockProvider {
+    /// A provider keeping its sandboxes under `base` (created if needed).
+    /// Sandboxes a previous instance left there are adopted.
+    pub fn new(base: impl Into<PathBuf>) -> Result<Self, ProviderError> {
+        let base = base.into();
+        std::fs::create_dir_all(&base).map_err(|e| {
+            ProviderError::Unavailable(format!(
+                "cannot create mock base directory {}: {e}",
+                base.display()
+            ))
+        })?;
+        let provider = MockProvider {
+            inner: Arc::new(Inner {
+                base,
+                sandboxes: Mutex::new(HashMap::new()),
+                destroyed: Mutex::new(HashSet::new()),
+            }),
+        };
+        provider.adopt_existing();
+        Ok(provider)
+    }
+
+    /// The default base directory: `$TMPDIR/stacyvm-mock`.
+    pub fn default_base() -> PathBuf {
+        std::env::temp_dir().join("stacyvm-mock")
+    }
+
+    /// The host directory holding sandbox `id`'s files (for tests).
+    pub fn sandbox_root(&self, id: &SandboxId) -> PathBuf {
+        self.inner.base.join(id.as_str())
+    }
+
+    fn record_path(&self, id: &SandboxId) -> PathBuf {
+        self.inner.base.join(format!("{id}.json"))
+    }
+
+    fn adopt_existing(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.base) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(SandboxId::parse) else {
+                continue;
+            };
+            let Ok(json) = std::fs::read(self.record_path(&id)) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<Record>(&json) else {
+                continue;
+            };
+            let sb = self.make_sandbox(&id, record);
+            sb.log("adopted after restart".into());
+            self.sandboxes().insert(id, sb);
+        }
+    }
+
+    fn make_sandbox(&self, id: &SandboxId, record: Record) -> Arc<MockSandbox> {
+        Arc::new(MockSandbox {
+            id: id.clone(),
+            fs: HostFs::new(self.sandbox_root(id)),
+            record,
+            logs: Mutex::new(VecDeque::new()),
+            groups: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn sandboxes(&self) -> std::sync::MutexGuard<'_, HashMap<SandboxId, Arc<MockSandbox>>> {
+        self.inner
+            .sandboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &SandboxId) -> Result<Arc<MockSandbox>, ProviderError> {
+        if let Some(sb) = self.sandboxes().get(id) {
+            return Ok(sb.clone());
+        }
+        let destroyed = self
+            .inner
+            .destroyed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        Err(if destroyed {
+            ProviderError::Destroyed(id.to_string())
+        } else {
+            ProviderError::NotFound(format!("sandbox {id}"))
+        })
+    }
+
+    fn fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
+        Ok(self.get(id)?.fs.clone())
+    }
+}
+
+#[async_trait]
+impl Provider for MockProvider {
+    fn name(&self) -> &str {
+        "mock"
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![
+            Capability::Spawn,
+            Capability::Exec,
+            Capability::ExecStream,
+            Capability::Interactive,
+            Capability::Files,
+            Capability::Console,
+            Capability::Health,
+            Capability::RuntimeInventory,
+        ]
+    }
+
+    fn config_summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "base_dir": self.inner.base.display().to_string(),
+            "isolation": "none (development and tests only)",
+        })
+    }
+
+    async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
+        let id = &spec.id;
+        if self.sandboxes().contains_key(id) {
+            return Err(ProviderError::InvalidInput(format!(
+                "sandbox {id} already exists"
+            )));
+        }
+        let record = Record {
+            image: spec.image.clone(),
+            created_at: Utc::now(),
+            labels: spec.labels.clone(),
+        };
+        let root = self.sandbox_root(id);
+        let record_path = self.record_path(id);
+        let json = serde_json::to_vec(&record).map_err(ProviderError::other)?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir(&root)?;
+            std::fs::write(record_path, json)
+        })
+        .await
+        .map_err(ProviderError::other)?
+        .map_err(|e| ProviderError::Other(format!("cannot create sandbox {id}: {e}")))?;
+        let sb = self.make_sandbox(id, record);
+        sb.log(format!("spawned (image {}, isolation: none)", spec.image));
+        self.sandboxes().insert(id.clone(), sb);
+        self.inner
+            .destroyed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        tracing::debug!(sandbox_id = %id, provider = "mock", "spawned");
+        Ok(())
+    }
+
+    async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError> {
+        let Some(sb) = self.sandboxes().get(id).cloned() else {
+            return Ok(RuntimeStatus::Missing);
+        };
+        Ok(if sb.fs.root().is_dir() {
+            RuntimeStatus::Running
+        } else {
+            RuntimeStatus::Missing
+        })
+    }
+
+    async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        let sb = self.sandboxes().remove(id);
+        self.inner
+            .destroyed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone());
+        if let Some(sb) = &sb {
+            sb.kill_all();
+        }
+        let root = self.sandbox_root(id);
+        let record = self.record_path(id);
+        tokio::task::spawn_blocking(move || {
+            let gone = |r: std::io::Result<()>| match r {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+            gone(std::fs::remove_dir_all(&root))?;
+            gone(std::fs::remove_file(&record))
+        })
+        .await
+        .map_err(ProviderError::other)?
+        .map_err(|e| ProviderError::Other(format!("cannot remove sandbox {id}: {e}")))?;
+        tracing::debug!(sandbox_id = %id, provider = "mock", "destroyed");
+        Ok(())
+    }
+
+    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
+        let mut session = self.exec_stream(id, spec, StreamOptions::default()).await?;
+        let mut out = ExecOutput::default();
+        while let Some(ev) = session.output.recv().await {
+            match ev {
+                ExecEvent::Output(StreamKind::Stdout, b) => out.stdout.extend_from_slice(&b),
+                ExecEvent::Output(StreamKind::Stderr, b) => out.stderr.extend_from_slice(&b),
+                ExecEvent::Exit {
+                    timed_out: true, ..
+                } => {
+                    return Err(ProviderError::ExecTimeout(spec.timeout));
+                }
+                ExecEvent::Exit {
+                    exit_code,
+                    duration,
+                    ..
+                } => {
+                    out.exit_code = exit_code;
+                    out.duration = duration;
+                    return Ok(out);
+                }
+            }
+        }
+        Err(ProviderError::Other(format!(
+            "exec in sandbox {id} ended without an exit status"
+        )))
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &SandboxId,
+        spec: &ExecSpec,
+        options: StreamOptions,
+    ) -> Result<ExecSession, ProviderError> {
+        if options.tty.is_some() {
+            return Err(ProviderError::Unsupported("tty in the mock provider"));
+        }
+        let sb = self.get(id)?;
+        let workdir = if spec.workdir.is_empty() {
+            "/"
+        } else {
+            spec.workdir.as_str()
+        };
+        let wd = SandboxPath::parse(workdir)?;
+        // Like runc, a missing working directory is created.
+        sb.fs.create_dir_all(wd.abs()).await?;
+        let info = sb.fs.stat(wd.abs()).await?;
+        if !info.is_dir {
+            return Err(ProviderError::InvalidInput(format!(
+                "workdir {} is not a directory",
+                wd.abs()
+            )));
+        }
+        let root = sb.fs.root().to_path_buf();
+        let mut env = BTreeMap::new();
+        env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
+        env.insert("HOME".to_string(), root.display().to_string());
+        env.insert("STACYVM_SANDBOX_ID".to_string(), id.to_string());
+        env.extend(spec.env.clone());
+        let launch = Launch {
+            argv: spec.argv.clone(),
+            env,
+            cwd: root.join(wd.rel()),
+            timeout: spec.timeout,
+            stdin: options.stdin,
+        };
+        exec::start(launch, sb)
+    }
+
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        content: Bytes,
+        mode: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        self.fs(id)?.write(path, content, mode).await
+    }
+
+    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
+        self.fs(id)?.read(path).await
+    }
+
+    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
+        self.fs(id)?.list(path).await
+    }
+
+    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
+        self.fs(id)?.stat(path).await
+    }
+
+    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
+        self.fs(id)?.rename(from, to).await
+    }
+
+    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
+        self.fs(id)?.chmod(path, mode).await
+    }
+
+    async fn delete_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), ProviderError> {
+        self.fs(id)?.delete(path, recursive).await
+    }
+
+    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
+        self.fs(id)?.glob(pattern).await
+    }
+
+    async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
+        let sb = self.get(id)?;
+        let logs = sb.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = logs.len().saturating_sub(lines);
+        Ok(logs.iter().skip(skip).cloned().collect())
+    }
+
+    async fn health(&self) -> HealthReport {
+        HealthReport::ok()
+    }
+
+    async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
+        let mut list: Vec<RuntimeInfo> = self
+            .sandboxes()
+            .values()
+            .map(|sb| RuntimeInfo {
+                id: sb.id.clone(),
+                status: if sb.fs.root().is_dir() {
+                    RuntimeStatus::Running
+                } else {
+                    RuntimeStatus::Missing
+                },
+                image: sb.record.image.clone(),
+                created_at: Some(sb.record.created_at),
+                labels: sb.record.labels.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Some(list))
+    }
+}

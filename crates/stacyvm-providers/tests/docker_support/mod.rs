@@ -1,0 +1,110 @@
+//! Shared set-up of the Docker provider tests: the gate (real daemon
+//! required in CI, optional locally), provider construction and sandbox
+//! helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use stacyvm_core::SandboxId;
+use stacyvm_providers::docker::{DockerConfig, DockerProvider};
+use stacyvm_providers::{ExecSpec, Provider, SpawnSpec};
+
+/// The image `scripts/ci/docker.sh` builds locally.
+pub const IMAGE: &str = "stacyvm-test/busybox:latest";
+
+/// Whether real-daemon tests must run: in CI (then a missing daemon is a
+/// failure) or when asked with `STACYVM_TEST_DOCKER=1`.
+pub fn required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        || std::env::var("STACYVM_TEST_DOCKER").is_ok_and(|v| v == "1")
+}
+
+/// A provider on the local daemon with `runtime`, or `None` (with the
+/// reason printed) when the tests are not required here. Panics when they
+/// are required and the daemon or runtime is unusable.
+pub async fn provider_with(config: DockerConfig) -> Option<DockerProvider> {
+    if !required() {
+        eprintln!(
+            "skipping docker test: set STACYVM_TEST_DOCKER=1 (after scripts/ci/docker.sh) to run it"
+        );
+        return None;
+    }
+    let p = DockerProvider::new(config).expect("docker config is valid");
+    let h = p.health().await;
+    assert!(
+        h.healthy,
+        "docker provider tests need a running dockerd with runtime {} and image {IMAGE} \
+         (run scripts/ci/docker.sh): {}",
+        p.config().runtime,
+        h.error.unwrap_or_default()
+    );
+    Some(p)
+}
+
+pub async fn provider(runtime: &str) -> Option<DockerProvider> {
+    provider_with(DockerConfig {
+        runtime: runtime.to_string(),
+        ..Default::default()
+    })
+    .await
+}
+
+pub fn spawn_spec(id: &SandboxId) -> SpawnSpec {
+    SpawnSpec {
+        id: id.clone(),
+        image: IMAGE.into(),
+        memory_mb: 128,
+        vcpus: 1,
+        metadata: BTreeMap::from([("purpose".into(), "test".into())]),
+        labels: BTreeMap::from([("owner".into(), "tester".into())]),
+    }
+}
+
+/// Destroys the sandbox when dropped, so failed tests leave nothing behind.
+pub struct Guard {
+    pub provider: DockerProvider,
+    pub id: SandboxId,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let p = self.provider.clone();
+        let id = self.id.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(p.destroy(&id));
+            }
+        })
+        .join();
+    }
+}
+
+pub async fn spawn(p: &DockerProvider) -> Guard {
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.expect("spawn");
+    Guard {
+        provider: p.clone(),
+        id,
+    }
+}
+
+pub fn sh(script: &str) -> ExecSpec {
+    ExecSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
+pub async fn run(p: &DockerProvider, id: &SandboxId, script: &str) -> (i32, String, String) {
+    let out = p.exec(id, &sh(script)).await.expect("exec");
+    (
+        out.exit_code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
