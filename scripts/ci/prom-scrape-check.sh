@@ -159,6 +159,14 @@ import json, re, sys, urllib.parse, urllib.request
 dash_path, api, metrics_path = sys.argv[1:4]
 exposed = set()
 for line in open(metrics_path):
+    if line.startswith("# TYPE "):
+        # A declared family counts as exposed even with no series yet
+        # (per-sandbox gauges on a server without sandboxes).
+        name, kind = line.split()[2:4]
+        exposed.add(name)
+        if kind == "histogram":
+            exposed.update(name + s for s in ("_bucket", "_sum", "_count"))
+        continue
     if line.startswith("#") or not line.strip():
         continue
     exposed.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))

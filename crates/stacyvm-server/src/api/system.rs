@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use stacyvm_core::{GoDuration, SandboxState, VERSION};
@@ -111,16 +111,22 @@ pub async fn metrics(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// Prometheus text exposition of everything `/metrics` shows, plus the
+/// latency histograms and per-sandbox gauges (see `obs::prometheus`).
 pub async fn prometheus(State(app): State<AppState>) -> Response {
-    let _ = &app;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        String::new(),
-    )
-        .into_response()
+    let sandboxes = app.manager.list(None).await.unwrap_or_default();
+    obs::prometheus::into_response(obs::ScrapeSnapshot {
+        version: VERSION.to_owned(),
+        uptime: app.manager.uptime(),
+        process: Some(obs::ProcessStats::collect()),
+        sandboxes: obs::SandboxCount::tally(&sandboxes),
+        providers: app.manager.provider_health(),
+        events: app.manager.events().stats().into(),
+        operations: app.manager.metrics().snapshot(),
+        // Filled once the manager samples `Provider::resource_usage` into
+        // an `obs::ResourceCache` in the background.
+        sandbox_resources: Vec::new(),
+    })
 }
 
 /// Redacted support bundle: everything an operator needs to debug, nothing

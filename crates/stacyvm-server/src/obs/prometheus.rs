@@ -412,9 +412,8 @@ fn encode_sandbox_resources(
     enc: &mut DescriptorEncoder,
     sandboxes: &[SandboxResources],
 ) -> Result<(), fmt::Error> {
-    if sandboxes.is_empty() {
-        return Ok(());
-    }
+    // The families are declared even without sandboxes, so scrapers and
+    // dashboards see the names from the start.
     fn labels(s: &SandboxResources) -> [(&'static str, &str); 3] {
         [
             ("sandbox", s.sandbox.as_str()),
