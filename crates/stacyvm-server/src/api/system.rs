@@ -123,9 +123,7 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         providers: app.manager.provider_health(),
         events: app.manager.events().stats().into(),
         operations: app.manager.metrics().snapshot(),
-        // Filled once the manager samples `Provider::resource_usage` into
-        // an `obs::ResourceCache` in the background.
-        sandbox_resources: Vec::new(),
+        sandbox_resources: app.manager.sandbox_resources(),
     })
 }
 
