@@ -10,6 +10,8 @@ mod error;
 pub mod hostfs;
 #[cfg(feature = "mock")]
 pub mod mock;
+#[cfg(feature = "native")]
+pub mod native;
 mod provider;
 
 #[cfg(feature = "docker")]

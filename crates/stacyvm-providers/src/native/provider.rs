@@ -1,0 +1,542 @@
+//! [`NativeProvider`]: the `Provider` implementation over the image store,
+//! overlay root filesystems, the OCI runtime and the in-sandbox agent.
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId};
+use tokio::sync::mpsc;
+
+use super::config::NativeConfig;
+use super::image::ImageStore;
+use super::runtime::Runtime;
+use super::{agent_client, agent_path, cgroup, health, rootfs, spec};
+use crate::hostfs::HostFs;
+use crate::{
+    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, ResourceUsage,
+    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+};
+
+/// Longest path a Unix socket address can hold.
+const SUN_PATH_MAX: usize = 107;
+
+/// What we record about a sandbox next to its bundle (`meta.json`), so a
+/// restarted server can list and re-adopt it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    id: String,
+    image: String,
+    image_digest: String,
+    created_at: DateTime<Utc>,
+    memory_mb: u32,
+    vcpus: u32,
+    labels: BTreeMap<String, String>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// Where one sandbox's files live on the host.
+#[derive(Debug, Clone)]
+struct Paths {
+    dir: PathBuf,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    sock: PathBuf,
+    console: PathBuf,
+    meta: PathBuf,
+}
+
+/// The native provider; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NativeProvider {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: NativeConfig,
+    images: ImageStore,
+    runtime: Runtime,
+    /// The agent binary, found at construction.
+    agent: Option<PathBuf>,
+    /// Ids destroyed by this process, to answer `Destroyed` not `NotFound`.
+    destroyed: Mutex<HashSet<String>>,
+}
+
+impl NativeProvider {
+    /// Builds the provider. Nothing is checked beyond the config: a host
+    /// that cannot run sandboxes gets a provider whose [`Provider::health`]
+    /// says what is missing.
+    pub fn new(config: NativeConfig, images: ImageStore) -> Result<Self, ProviderError> {
+        config.validate().map_err(ProviderError::InvalidInput)?;
+        let bin =
+            health::find_binary(&config.runtime).unwrap_or_else(|| PathBuf::from(&config.runtime));
+        let runtime = Runtime::new(bin, config.data_dir.join("runtime"));
+        let agent = agent_path::find(config.agent_path.as_deref()).ok();
+        Ok(NativeProvider {
+            inner: Arc::new(Inner {
+                config,
+                images,
+                runtime,
+                agent,
+                destroyed: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &NativeConfig {
+        &self.inner.config
+    }
+
+    /// The image store sandboxes are created from.
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    fn paths(&self, id: &SandboxId) -> Paths {
+        let dir = self
+            .inner
+            .config
+            .data_dir
+            .join("sandboxes")
+            .join(id.as_str());
+        Paths {
+            bundle: dir.join("bundle"),
+            rootfs: dir.join("rootfs"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            sock: dir.join("agent.sock"),
+            console: dir.join("console.log"),
+            meta: dir.join("meta.json"),
+            dir,
+        }
+    }
+
+    /// The paths of a live sandbox, or `NotFound`/`Destroyed`.
+    fn live(&self, id: &SandboxId) -> Result<Paths, ProviderError> {
+        let p = self.paths(id);
+        if p.meta.exists() {
+            return Ok(p);
+        }
+        let destroyed = self
+            .inner
+            .destroyed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id.as_str());
+        Err(if destroyed {
+            ProviderError::Destroyed(id.to_string())
+        } else {
+            ProviderError::NotFound(format!("sandbox {id}"))
+        })
+    }
+
+    fn fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
+        Ok(HostFs::new(self.live(id)?.rootfs))
+    }
+
+    async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
+        let id = spec.id.as_str();
+        let agent = self.inner.agent.clone().ok_or_else(|| {
+            ProviderError::Unavailable(
+                agent_path::find(self.inner.config.agent_path.as_deref())
+                    .err()
+                    .unwrap_or_default(),
+            )
+        })?;
+        if p.sock.as_os_str().len() > SUN_PATH_MAX {
+            return Err(ProviderError::InvalidInput(format!(
+                "socket path {} is too long: use a shorter providers.native.data_dir",
+                p.sock.display()
+            )));
+        }
+        // `ImageStore::ensure`'s future is not `Send` for every lifetime
+        // (a higher-ranked closure inside the pull), which `async_trait`
+        // needs; drive it on a blocking thread instead.
+        let image = {
+            let images = self.inner.images.clone();
+            let reference = spec.image.clone();
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || rt.block_on(images.ensure(&reference)))
+                .await
+                .map_err(ProviderError::other)??
+        };
+        for d in [&p.bundle, &p.rootfs, &p.upper, &p.work] {
+            std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+        }
+        self.inner.images.lease(id, &image).await?;
+        let meta = Meta {
+            id: id.to_string(),
+            image: spec.image.clone(),
+            image_digest: image.digest.clone(),
+            created_at: Utc::now(),
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            labels: spec.labels.clone(),
+            metadata: spec.metadata.clone(),
+        };
+        let layers = image.layers.clone();
+        let (upper, work, target) = (p.upper.clone(), p.work.clone(), p.rootfs.clone());
+        tokio::task::spawn_blocking(move || rootfs::mount_overlay(&layers, &upper, &work, &target))
+            .await
+            .map_err(ProviderError::other)?
+            .map_err(ProviderError::Other)?;
+
+        let cgroups_path = cgroup::path_for(id);
+        let oci = spec::build(&spec::SpecInput {
+            hostname: id,
+            rootfs: &p.rootfs,
+            agent: &agent,
+            cgroups_path: &cgroups_path,
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            pids_limit: self.inner.config.pids_limit,
+            network: self.inner.config.network,
+            seccomp: self.inner.config.seccomp,
+            env: image.config.env.clone(),
+            workdir: image.config.workdir.clone().filter(|w| !w.is_empty()),
+        })
+        .map_err(|e| ProviderError::Other(format!("bundle spec for {id}: {e}")))?;
+        let config_json = p.bundle.join("config.json");
+        oci.save(&config_json)
+            .map_err(|e| ProviderError::Other(format!("write {}: {e}", config_json.display())))?;
+
+        let _ = std::fs::remove_file(&p.sock);
+        let listener: OwnedFd = UnixListener::bind(&p.sock)
+            .map_err(|e| io_err(&p.sock, e))?
+            .into();
+        let console = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p.console)
+            .map_err(|e| io_err(&p.console, e))?;
+        // Written before the container exists, so even a half-created
+        // sandbox is listed by `inventory` and cleaned by `destroy`.
+        write_meta(&p.meta, &meta)?;
+
+        if let Err(msg) = self
+            .inner
+            .runtime
+            .run_detached(id, &p.bundle, &listener, console)
+            .await
+        {
+            return Err(ProviderError::Other(format!(
+                "{msg}: {}",
+                tail(&p.console, 5).join(" | ")
+            )));
+        }
+        drop(listener);
+        let timeout = Duration::from_millis(self.inner.config.start_timeout_ms);
+        agent_client::wait_ready(&p.sock, timeout)
+            .await
+            .map_err(|e| {
+                ProviderError::Other(format!(
+                    "sandbox {id} did not start: {e}: {}",
+                    tail(&p.console, 5).join(" | ")
+                ))
+            })?;
+        Ok(())
+    }
+
+    async fn destroy_inner(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        let p = self.paths(id);
+        self.inner.runtime.delete(id.as_str()).await?;
+        let (rootfs, dir) = (p.rootfs.clone(), p.dir.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), ProviderError> {
+            rootfs::unmount_overlay(&rootfs).map_err(ProviderError::Other)?;
+            // Never delete through a mount: that would reach image layers.
+            if super::nsexec::is_mounted(&rootfs) {
+                return Err(ProviderError::Other(format!(
+                    "{} is still mounted",
+                    rootfs.display()
+                )));
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(&dir, e)),
+            }
+        })
+        .await
+        .map_err(ProviderError::other)??;
+        if let Err(e) = self.inner.images.release(id.as_str()).await {
+            tracing::warn!(sandbox_id = %id, error = %e, "releasing image lease");
+        }
+        Ok(())
+    }
+
+    fn agent_request(&self, spec: &ExecSpec, options: StreamOptions) -> stacyvm_agent::ExecRequest {
+        stacyvm_agent::ExecRequest {
+            protocol: stacyvm_agent::PROTOCOL_VERSION,
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            workdir: spec.workdir.clone(),
+            timeout_ms: spec.timeout.as_millis() as u64,
+            stdin: options.stdin || options.tty.is_some(),
+            tty: options.tty.map(|t| stacyvm_agent::WindowSize {
+                cols: t.cols,
+                rows: t.rows,
+            }),
+        }
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> ProviderError {
+    ProviderError::Other(format!("{}: {e}", path.display()))
+}
+
+fn write_meta(path: &Path, meta: &Meta) -> Result<(), ProviderError> {
+    let tmp = path.with_extension("json.tmp");
+    let data = serde_json::to_vec_pretty(meta).map_err(ProviderError::other)?;
+    std::fs::write(&tmp, data).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+fn read_meta(path: &Path) -> Option<Meta> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The last `n` lines of a text file.
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn runtime_status(status: &str) -> RuntimeStatus {
+    match status {
+        "running" => RuntimeStatus::Running,
+        _ => RuntimeStatus::Stopped,
+    }
+}
+
+#[async_trait]
+impl Provider for NativeProvider {
+    fn name(&self) -> &str {
+        "native"
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![
+            Capability::Spawn,
+            Capability::Exec,
+            Capability::ExecStream,
+            Capability::Interactive,
+            Capability::Files,
+            Capability::Console,
+            Capability::Health,
+            Capability::RuntimeInventory,
+            Capability::Container,
+            Capability::ResourceStats,
+        ]
+    }
+
+    fn config_summary(&self) -> serde_json::Value {
+        let c = &self.inner.config;
+        serde_json::json!({
+            "runtime": c.runtime,
+            "network": c.network,
+            "pids_limit": c.pids_limit,
+            "seccomp": c.seccomp,
+            "hybrid_cgroup_workaround": self.inner.runtime.hidden_mount().is_some(),
+        })
+    }
+
+    async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
+        let p = self.paths(&spec.id);
+        if p.dir.exists() {
+            return Err(ProviderError::InvalidInput(format!(
+                "sandbox {} already exists",
+                spec.id
+            )));
+        }
+        let started = std::time::Instant::now();
+        match self.spawn_inner(spec, &p).await {
+            Ok(()) => {
+                tracing::debug!(sandbox_id = %spec.id, elapsed_ms = started.elapsed().as_millis() as u64, "native sandbox started");
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(ce) = self.destroy_inner(&spec.id).await {
+                    tracing::warn!(sandbox_id = %spec.id, error = %ce, "cleaning up a failed spawn");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError> {
+        if !self.paths(id).meta.exists() {
+            return Ok(RuntimeStatus::Missing);
+        }
+        Ok(match self.inner.runtime.state(id.as_str()).await? {
+            Some(s) => runtime_status(&s.status),
+            None => RuntimeStatus::Stopped,
+        })
+    }
+
+    async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.destroy_inner(id).await?;
+        self.inner
+            .destroyed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
+        Ok(())
+    }
+
+    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
+        let p = self.live(id)?;
+        let req = self.agent_request(spec, StreamOptions::default());
+        let started = agent_client::start(&p.sock, req).await?;
+        let out = agent_client::collect(started, &p.sock).await?;
+        if out.exit.timed_out {
+            return Err(ProviderError::ExecTimeout(spec.timeout));
+        }
+        Ok(ExecOutput {
+            exit_code: out.exit.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            duration: Duration::from_millis(out.exit.duration_ms),
+        })
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &SandboxId,
+        spec: &ExecSpec,
+        options: StreamOptions,
+    ) -> Result<ExecSession, ProviderError> {
+        let p = self.live(id)?;
+        let req = self.agent_request(spec, options);
+        let wants_input = req.stdin;
+        let started = agent_client::start(&p.sock, req).await?;
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let (in_tx, in_rx) = if wants_input {
+            let (tx, rx) = mpsc::channel(64);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        tokio::spawn(agent_client::pump(started, in_rx, out_tx, spec.timeout));
+        Ok(ExecSession {
+            input: in_tx,
+            output: out_rx,
+        })
+    }
+
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        content: Bytes,
+        mode: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        self.fs(id)?.write(path, content, mode).await
+    }
+
+    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
+        self.fs(id)?.read(path).await
+    }
+
+    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
+        self.fs(id)?.list(path).await
+    }
+
+    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
+        self.fs(id)?.stat(path).await
+    }
+
+    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
+        self.fs(id)?.rename(from, to).await
+    }
+
+    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
+        self.fs(id)?.chmod(path, mode).await
+    }
+
+    async fn delete_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), ProviderError> {
+        self.fs(id)?.delete(path, recursive).await
+    }
+
+    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
+        self.fs(id)?.glob(pattern).await
+    }
+
+    async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
+        let p = self.live(id)?;
+        Ok(tail(&p.console, lines))
+    }
+
+    async fn health(&self) -> HealthReport {
+        let c = &self.inner.config;
+        let problems = health::problems(&c.runtime, c.agent_path.as_deref(), &c.data_dir);
+        if problems.is_empty() {
+            HealthReport::ok()
+        } else {
+            HealthReport::failed(problems.join("; "))
+        }
+    }
+
+    async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
+        let dir = self.inner.config.data_dir.join("sandboxes");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        let states: BTreeMap<String, String> = self
+            .inner
+            .runtime
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.status))
+            .collect();
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let Some(id) = e.file_name().to_str().and_then(SandboxId::parse) else {
+                continue;
+            };
+            let Some(meta) = read_meta(&e.path().join("meta.json")) else {
+                continue;
+            };
+            let status = states
+                .get(id.as_str())
+                .map_or(RuntimeStatus::Stopped, |s| runtime_status(s));
+            out.push(RuntimeInfo {
+                id,
+                status,
+                image: meta.image,
+                created_at: Some(meta.created_at),
+                labels: meta.labels,
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Some(out))
+    }
+
+    async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
+        self.live(id)?;
+        Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
+    }
+}

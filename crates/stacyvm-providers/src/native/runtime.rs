@@ -1,0 +1,164 @@
+//! The OCI runtime CLI (`crun`, `runc`, `runsc`): create, inspect and
+//! delete containers. All calls use our own `--root`, so our containers
+//! never mix with other users of the same runtime.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::Deserialize;
+use tokio::process::Command;
+
+use super::nsexec::{self, ChildSetup};
+use crate::ProviderError;
+
+/// A runtime binary and its state directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    bin: PathBuf,
+    root: PathBuf,
+    /// The cgroup2 mount hidden from the runtime on hybrid hosts.
+    hide_mount: Option<PathBuf>,
+}
+
+/// A container as `state`/`list` report it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub status: String,
+}
+
+impl Runtime {
+    pub fn new(bin: PathBuf, root: PathBuf) -> Self {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Runtime {
+            bin,
+            root,
+            hide_mount: nsexec::hybrid_cgroup2_mount(&info),
+        }
+    }
+
+    /// The hybrid-host cgroup2 mount being hidden, if any.
+    pub fn hidden_mount(&self) -> Option<&Path> {
+        self.hide_mount.as_deref()
+    }
+
+    fn command(&self, pass_fd: Option<&OwnedFd>) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root").arg(&self.root);
+        cmd.kill_on_drop(true);
+        ChildSetup {
+            hide_mount: self.hide_mount.clone(),
+            pass_fd: pass_fd.map(|f| f.as_raw_fd()),
+        }
+        .apply(&mut cmd);
+        cmd
+    }
+
+    /// Creates and starts container `id` from `bundle`, detached. `listener`
+    /// becomes the init's fd 3; `console` its stdout and stderr (also where
+    /// the runtime reports errors, so they end up in the console log).
+    pub async fn run_detached(
+        &self,
+        id: &str,
+        bundle: &Path,
+        listener: &OwnedFd,
+        console: std::fs::File,
+    ) -> Result<(), String> {
+        let err = console.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = self.command(Some(listener));
+        cmd.args(["run", "--detach", "--preserve-fds", "1", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(console))
+            .stderr(Stdio::from(err));
+        let status = cmd.status().await.map_err(|e| self.spawn_error(e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{} run {id} failed ({status})", self.bin.display()))
+        }
+    }
+
+    /// Kills and removes container `id`; succeeds if it does not exist.
+    pub async fn delete(&self, id: &str) -> Result<(), ProviderError> {
+        let out = self
+            .command(None)
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| ProviderError::Unavailable(self.spawn_error(e)))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let msg = String::from_utf8_lossy(&out.stderr);
+        if not_found(&msg) {
+            return Ok(());
+        }
+        Err(ProviderError::Other(format!(
+            "{} delete {id}: {}",
+            self.bin.display(),
+            msg.trim()
+        )))
+    }
+
+    /// The state of container `id`, `None` if the runtime does not know it.
+    pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, ProviderError> {
+        let out = self
+            .command(None)
+            .args(["state", id])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| ProviderError::Unavailable(self.spawn_error(e)))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            if not_found(&msg) {
+                return Ok(None);
+            }
+            return Err(ProviderError::Other(format!(
+                "{} state {id}: {}",
+                self.bin.display(),
+                msg.trim()
+            )));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map(Some)
+            .map_err(|e| ProviderError::Other(format!("{} state {id}: {e}", self.bin.display())))
+    }
+
+    /// All containers under our root.
+    pub async fn list(&self) -> Result<Vec<ContainerState>, ProviderError> {
+        let out = self
+            .command(None)
+            .args(["list", "--format", "json"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| ProviderError::Unavailable(self.spawn_error(e)))?;
+        if !out.status.success() {
+            return Err(ProviderError::Other(format!(
+                "{} list: {}",
+                self.bin.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() || text.trim() == "null" {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| ProviderError::Other(format!("{} list: {e}", self.bin.display())))
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> String {
+        format!("cannot run {}: {e}", self.bin.display())
+    }
+}
+
+fn not_found(stderr: &str) -> bool {
+    let m = stderr.to_ascii_lowercase();
+    m.contains("does not exist") || m.contains("not found") || m.contains("no such file")
+}

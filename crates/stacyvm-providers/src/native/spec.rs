@@ -1,0 +1,196 @@
+//! The OCI bundle `config.json` of a sandbox: Docker-like defaults or
+//! stricter (namespaces, minimal capabilities, no_new_privileges, seccomp,
+//! masked and read-only kernel paths, cgroup limits), with our agent as
+//! init.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::OciSpecError;
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder, get_default_mounts,
+};
+
+use super::config::NetworkMode;
+use super::seccomp;
+
+/// Where the agent binary appears inside the sandbox.
+pub const AGENT_IN_SANDBOX: &str = "/.stacyvm/agent";
+/// The fd on which the agent finds its listening socket.
+pub const LISTEN_FD: u32 = 3;
+/// CPU quota period (µs); the quota is `vcpus` periods.
+const CPU_PERIOD: u64 = 100_000;
+
+/// What varies between sandboxes.
+#[derive(Debug, Clone)]
+pub struct SpecInput<'a> {
+    pub hostname: &'a str,
+    pub rootfs: &'a Path,
+    pub agent: &'a Path,
+    pub cgroups_path: &'a str,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub pids_limit: u32,
+    pub network: NetworkMode,
+    pub seccomp: bool,
+    /// `KEY=VALUE` pairs from the image.
+    pub env: Vec<String>,
+    /// The image's working directory.
+    pub workdir: Option<String>,
+}
+
+/// Capabilities kept: Docker's default set minus `NET_RAW`, `MKNOD`,
+/// `AUDIT_WRITE` and `SETFCAP`. Enough for package managers (chown, setuid
+/// to a build user) and servers on low ports.
+const CAPS: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+];
+
+/// Same lists as Docker's defaults.
+const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Builds the spec.
+pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
+    let caps: HashSet<Capability> = CAPS.iter().copied().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()?;
+
+    let mut env = input.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push("HOME=/root".into());
+    }
+    env.push(format!("HOSTNAME={}", input.hostname));
+
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(UserBuilder::default().uid(0u32).gid(0u32).build()?)
+        .args(vec![
+            AGENT_IN_SANDBOX.to_string(),
+            "--listen-fd".into(),
+            LISTEN_FD.to_string(),
+        ])
+        .env(env)
+        .cwd(input.workdir.clone().unwrap_or_else(|| "/".into()))
+        .capabilities(capabilities)
+        .no_new_privileges(true)
+        .build()?;
+
+    let mut mounts: Vec<Mount> = get_default_mounts();
+    mounts.push(
+        MountBuilder::default()
+            .destination(AGENT_IN_SANDBOX)
+            .typ("bind")
+            .source(input.agent)
+            .options(vec![
+                "bind".into(),
+                "ro".into(),
+                "nosuid".into(),
+                "nodev".into(),
+            ])
+            .build()?,
+    );
+
+    let namespaces: Vec<LinuxNamespace> = [
+        Some(LinuxNamespaceType::Pid),
+        Some(LinuxNamespaceType::Mount),
+        Some(LinuxNamespaceType::Ipc),
+        Some(LinuxNamespaceType::Uts),
+        Some(LinuxNamespaceType::Cgroup),
+        (input.network == NetworkMode::None).then_some(LinuxNamespaceType::Network),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|typ| {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(typ);
+        ns
+    })
+    .collect();
+
+    let mem = i64::from(input.memory_mb.max(8)) * 1024 * 1024;
+    let resources = LinuxResourcesBuilder::default()
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()?,
+        ])
+        // swap == limit: no swap beyond the memory limit.
+        .memory(LinuxMemoryBuilder::default().limit(mem).swap(mem).build()?)
+        .cpu(
+            LinuxCpuBuilder::default()
+                .quota(i64::from(input.vcpus.max(1)) * CPU_PERIOD as i64)
+                .period(CPU_PERIOD)
+                .build()?,
+        )
+        .pids(
+            LinuxPidsBuilder::default()
+                .limit(i64::from(input.pids_limit))
+                .build()?,
+        )
+        .build()?;
+
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources)
+        .cgroups_path(PathBuf::from(input.cgroups_path))
+        .masked_paths(MASKED.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READONLY.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?;
+    if input.seccomp {
+        linux.set_seccomp(Some(seccomp::profile()?));
+    }
+
+    SpecBuilder::default()
+        .version("1.0.2")
+        .hostname(input.hostname)
+        .root(
+            RootBuilder::default()
+                .path(input.rootfs)
+                .readonly(false)
+                .build()?,
+        )
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .build()
+}

@@ -1,0 +1,116 @@
+//! Lifecycle of native sandboxes across provider restarts, and destroy
+//! leaving nothing behind (mounts, cgroups, processes, files).
+#![cfg(feature = "native")]
+
+mod native_support;
+
+use std::time::{Duration, Instant};
+
+use native_support::*;
+use stacyvm_core::SandboxId;
+use stacyvm_providers::native::image::{ImageConfig, ImageStore};
+use stacyvm_providers::native::{NativeProvider, cgroup_dirs};
+use stacyvm_providers::{Provider, RuntimeStatus};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_survive_a_provider_restart_and_are_readopted() {
+    let Some(env) = env().await else { return };
+    let id = SandboxId::generate();
+    env.provider.spawn(&spawn_spec(&id)).await.unwrap();
+    run(&env.provider, &id, "echo kept > /workspace/state").await;
+    let config = env.provider.config().clone();
+    drop(env.provider);
+
+    // A new provider on the same data dir, as after a server restart.
+    let images = ImageStore::open(env.dir.path().join("images"), ImageConfig::default()).unwrap();
+    let p = NativeProvider::new(config, images).unwrap();
+    let inv = p.inventory().await.unwrap().unwrap();
+    let found = inv
+        .iter()
+        .find(|r| r.id == id)
+        .expect("sandbox in inventory");
+    assert_eq!(found.status, RuntimeStatus::Running);
+    assert_eq!(found.image, IMAGE);
+    assert_eq!(found.labels.get("owner").map(String::as_str), Some("test"));
+    assert!(found.created_at.is_some());
+    let (code, out, _) = run(&p, &id, "cat /workspace/state").await;
+    assert_eq!((code, out.as_str()), (0, "kept\n"));
+    p.destroy(&id).await.unwrap();
+    assert!(p.inventory().await.unwrap().unwrap().is_empty());
+}
+
+fn p50(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn agent_processes() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.starts_with(b"/.stacyvm/agent\0"))
+        })
+        .count()
+}
+
+/// Spawn/exec/destroy cycles leave no mount, cgroup, process, runtime
+/// state or file behind. `STACYVM_NATIVE_CYCLES` sets the count (50 by
+/// default; the 1,000 is a manual run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_destroy_cycles_leak_nothing() {
+    let Some(env) = env().await else { return };
+    let p = &env.provider;
+    let cycles: usize = std::env::var("STACYVM_NATIVE_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let data = p.config().data_dir.clone();
+    let agents_before = agent_processes();
+    let mut ids = Vec::new();
+    let (mut spawn_t, mut exec_t, mut destroy_t) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..cycles {
+        let id = SandboxId::generate();
+        let t = Instant::now();
+        p.spawn(&spawn_spec(&id)).await.unwrap();
+        spawn_t.push(t.elapsed());
+        let t = Instant::now();
+        let (code, _, _) = run(p, &id, "echo hi > /tmp/x; sleep 100 >/dev/null 2>&1 &").await;
+        exec_t.push(t.elapsed());
+        assert_eq!(code, 0);
+        let t = Instant::now();
+        p.destroy(&id).await.unwrap();
+        destroy_t.push(t.elapsed());
+        ids.push(id);
+    }
+    eprintln!(
+        "{cycles} cycles, p50: spawn {:?}, first exec {:?}, destroy {:?}",
+        p50(&mut spawn_t),
+        p50(&mut exec_t),
+        p50(&mut destroy_t)
+    );
+    let data_s = data.display().to_string();
+    assert_eq!(mounts_with(&data_s), Vec::<String>::new(), "mounts left");
+    for id in &ids {
+        let dirs = cgroup_dirs(&format!("/stacyvm/{id}"));
+        assert!(dirs.is_empty(), "cgroups left for {id}: {dirs:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(data.join("sandboxes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "sandbox dirs left: {left:?}");
+    let runtime_left: Vec<_> = std::fs::read_dir(data.join("runtime"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        runtime_left.is_empty(),
+        "runtime state left: {runtime_left:?}"
+    );
+    assert_eq!(agent_processes(), agents_before, "agent processes left");
+    assert!(p.inventory().await.unwrap().unwrap().is_empty());
+}
