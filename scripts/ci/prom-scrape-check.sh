@@ -12,7 +12,9 @@
 # env:
 #   STACYVM_API_KEY   sent as `X-API-Key` by curl and as
 #                     `Authorization: Bearer` by Prometheus (Prometheus 2.42,
-#                     Debian 12, cannot send custom headers)
+#                     Debian 12, cannot send custom headers), so the scrape
+#                     only works if the server accepts the bearer form; test
+#                     servers run with auth off
 #   PROM_METRIC       histogram to query (default
 #                     stacyvm_operation_duration_seconds)
 #   PROM_WAIT_SECS    how long to wait for scrapes (default 30)
