@@ -75,6 +75,10 @@ pub async fn provider_at(
         data_dir: dir.join("d"),
         ..Default::default()
     };
+    // Lets the same tests run on runc or runsc.
+    if let Ok(rt) = std::env::var("STACYVM_NATIVE_RUNTIME") {
+        cfg.runtime = rt;
+    }
     config(&mut cfg);
     let images = ImageStore::open(dir.join("images"), ImageConfig::default()).unwrap();
     let provider = NativeProvider::new(cfg, images.clone()).unwrap();
