@@ -47,6 +47,18 @@ def test_health_providers_pool(client):
 
     assert client.pool_status()["enabled"] is False
 
+    # Not exported at top level but public in the package: POST /providers/test
+    # is a bodyless POST.
+    from stacyvm.providers import ProviderManager
+
+    assert ProviderManager(client._http).test()[PROVIDER] is True
+
+
+def test_quota_summary_parses(client):
+    summary = client.quota_summary()  # QuotaSummary(**json): no extra keys allowed
+    assert isinstance(summary.total, int) and summary.total >= 0
+    assert summary.with_max_sandboxes <= summary.total
+
 
 def test_admission_decision_parses(client):
     decision = client.admission(image="alpine:latest", ttl="10m", provider=PROVIDER)

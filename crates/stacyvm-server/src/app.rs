@@ -45,9 +45,20 @@ pub struct App {
 /// Builds the providers enabled in `config`, in preference order.
 pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartError> {
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    if config.providers.native.enabled {
+        match native_provider(config) {
+            Ok(p) => providers.push(Arc::new(p)),
+            // A host where the image cache cannot even be opened cannot run
+            // native sandboxes; say why and let `auto` fall back.
+            Err(e) => tracing::warn!(error = %e, "native provider disabled"),
+        }
+    }
     if config.providers.docker.enabled {
-        let docker = stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
-            .map_err(|e| StartError::Providers(format!("cannot set up the docker provider: {e}")))?;
+        let docker =
+            stacyvm_providers::docker::DockerProvider::new(config.providers.docker.clone())
+                .map_err(|e| {
+                    StartError::Providers(format!("cannot set up the docker provider: {e}"))
+                })?;
         providers.push(Arc::new(docker));
     }
     if config.providers.mock.enabled {
@@ -67,10 +78,26 @@ pub fn build_providers(config: &Config) -> Result<Vec<Arc<dyn Provider>>, StartE
     Ok(providers)
 }
 
+fn native_provider(config: &Config) -> Result<stacyvm_providers::native::NativeProvider, String> {
+    use stacyvm_providers::native::{NativeProvider, image::ImageStore};
+    let native = &config.providers.native;
+    let images =
+        ImageStore::open(native.data_dir.join("images"), config.images.clone()).map_err(|e| {
+            format!(
+                "cannot open the image store under {}: {e}",
+                native.data_dir.display()
+            )
+        })?;
+    NativeProvider::new(native.clone(), images).map_err(|e| e.to_string())
+}
+
 /// Picks the default provider: the configured name, or for `auto` the first
 /// healthy real provider (native, then docker). The mock is never picked
 /// by `auto`.
-async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Result<String, StartError> {
+async fn resolve_default(
+    config: &Config,
+    providers: &[Arc<dyn Provider>],
+) -> Result<String, StartError> {
     let wanted = config.providers.default.trim();
     if wanted != "auto" {
         return providers
@@ -107,7 +134,11 @@ async fn resolve_default(config: &Config, providers: &[Arc<dyn Provider>]) -> Re
 
 fn names(providers: &[Arc<dyn Provider>]) -> String {
     let v: Vec<_> = providers.iter().map(|p| p.name()).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Opens the store, builds providers and the manager, checks provider
@@ -156,7 +187,11 @@ pub async fn build_with_store(
             cors_origins: config.server.cors_origins.clone(),
         },
     );
-    Ok(App { manager, router, config })
+    Ok(App {
+        manager,
+        router,
+        config,
+    })
 }
 
 impl App {
@@ -190,8 +225,10 @@ impl App {
 /// Binds the configured address.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
     let addr = config.listen_addr()?;
-    TcpListener::bind(addr).await.map_err(|source| StartError::Listen {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
 }

@@ -30,11 +30,14 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub providers: ProvidersConfig,
+    /// Image pulls of the native provider (mirrors, plain-HTTP registries,
+    /// credentials).
+    pub images: stacyvm_providers::native::image::ImageConfig,
     pub defaults: DefaultsConfig,
     pub auth: AuthConfig,
     pub database: DatabaseConfig,
@@ -79,7 +82,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     /// `auto` picks native when healthy, else docker.
@@ -88,6 +91,7 @@ pub struct ProvidersConfig {
     pub health_interval: GoDuration,
     pub mock: MockProviderConfig,
     pub docker: stacyvm_providers::docker::DockerConfig,
+    pub native: stacyvm_providers::native::NativeConfig,
 }
 
 impl Default for ProvidersConfig {
@@ -97,6 +101,7 @@ impl Default for ProvidersConfig {
             health_interval: GoDuration::from_secs(15),
             mock: MockProviderConfig::default(),
             docker: Default::default(),
+            native: Default::default(),
         }
     }
 }
@@ -357,8 +362,16 @@ impl Config {
             );
         }
         if let Err(message) = self.providers.docker.validate() {
-            let (key, message) = message.split_once(": ").unwrap_or(("providers.docker", &message));
+            let (key, message) = message
+                .split_once(": ")
+                .unwrap_or(("providers.docker", &message));
             return bad(key, message.to_string());
+        }
+        if let Err(message) = self.providers.native.validate() {
+            return bad("providers.native", message);
+        }
+        if let Err(message) = self.images.validate() {
+            return bad("images", message);
         }
         if self.events.history_size == 0 {
             return bad("events.history_size", "must be greater than 0".into());
@@ -376,6 +389,9 @@ impl Config {
     pub fn redacted_yaml(&self) -> String {
         let mut shown = self.clone();
         let mut secrets = vec![&mut shown.auth.api_key, &mut shown.auth.admin_api_key];
+        for c in shown.images.credentials.values_mut() {
+            secrets.push(&mut c.username);
+        }
         if let Some(r) = shown.providers.docker.registry.as_mut() {
             secrets.push(&mut r.username);
             secrets.push(&mut r.password);
@@ -391,6 +407,7 @@ impl Config {
     /// Every secret value configured, for redaction checks.
     pub fn secrets(&self) -> Vec<String> {
         let mut all = vec![self.auth.api_key.clone(), self.auth.admin_api_key.clone()];
+        all.extend(self.images.credentials.values().map(|c| c.password.clone()));
         if let Some(r) = &self.providers.docker.registry {
             all.push(r.password.clone());
         }

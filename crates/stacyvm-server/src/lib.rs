@@ -8,3 +8,4 @@ pub mod config;
 pub mod events;
 pub mod manager;
 pub mod obs;
+pub mod web;

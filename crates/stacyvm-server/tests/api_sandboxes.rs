@@ -30,12 +30,24 @@ async fn system_endpoints_answer() {
 #[tokio::test]
 async fn request_id_is_echoed_or_generated() {
     let s = TestServer::start().await;
-    let r = s.http.get(s.url("/health")).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let r = s.http.get(s.url("/health")).send().await.unwrap();
     assert!(!r.headers()["x-request-id"].is_empty());
     // Errors carry it too.
-    let r = s.http.get(s.url("/sandboxes/sb-00000000")).header("x-request-id", "e-1").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/sandboxes/sb-00000000"))
+        .header("x-request-id", "e-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["x-request-id"], "e-1");
     s.stop().await;
@@ -56,7 +68,10 @@ async fn sandbox_lifecycle() {
     assert_eq!(sb["state"], "running");
     assert_eq!(sb["provider"], "mock");
     assert_eq!(sb["image"], "busybox");
-    assert_eq!((sb["memory_mb"].as_u64(), sb["vcpus"].as_u64()), (Some(256), Some(2)));
+    assert_eq!(
+        (sb["memory_mb"].as_u64(), sb["vcpus"].as_u64()),
+        (Some(256), Some(2))
+    );
     assert_eq!(sb["owner_id"], "alice");
     assert_eq!(sb["metadata"]["team"], "a");
     assert_eq!(sb["preview_domain"], "localhost");
@@ -69,9 +84,12 @@ async fn sandbox_lifecycle() {
     let (_, list) = s.get("/sandboxes").await;
     assert!(list.as_array().unwrap().iter().any(|x| x["id"] == sb["id"]));
 
-    let (st, ext) = s.post(&format!("/sandboxes/{id}/extend"), json!({"ttl": "1h"})).await;
+    let (st, ext) = s
+        .post(&format!("/sandboxes/{id}/extend"), json!({"ttl": "1h"}))
+        .await;
     assert_eq!(st, 200, "{ext}");
-    let new_exp = chrono::DateTime::parse_from_rfc3339(ext["expires_at"].as_str().unwrap()).unwrap();
+    let new_exp =
+        chrono::DateTime::parse_from_rfc3339(ext["expires_at"].as_str().unwrap()).unwrap();
     assert!(new_exp > expires);
 
     let (st, logs) = s.get(&format!("/sandboxes/{id}/logs?lines=10")).await;
@@ -104,11 +122,23 @@ async fn owner_header_overrides_body_and_filters_list() {
     assert_eq!(st, 201);
     assert_eq!(sb["owner_id"], "bob");
     s.spawn().await;
-    let r = s.http.get(s.url("/sandboxes")).header("x-user-id", "bob").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/sandboxes"))
+        .header("x-user-id", "bob")
+        .send()
+        .await
+        .unwrap();
     let (_, mine) = common::decode(r).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);
     for bad in ["a b", "a/b", &"x".repeat(129)] {
-        let r = s.http.post(s.url("/sandboxes")).json(&json!({"owner_id": bad})).send().await.unwrap();
+        let r = s
+            .http
+            .post(s.url("/sandboxes"))
+            .json(&json!({"owner_id": bad}))
+            .send()
+            .await
+            .unwrap();
         let (st, e) = common::decode(r).await;
         assert_error(st, &e, 400, "bad_request");
     }
@@ -170,11 +200,23 @@ async fn api_key_auth() {
     .await;
     let (st, e) = s.get("/sandboxes").await;
     assert_error(st, &e, 401, "unauthorized");
-    let r = s.http.get(s.url("/sandboxes")).header("x-api-key", "wrong").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/sandboxes"))
+        .header("x-api-key", "wrong")
+        .send()
+        .await
+        .unwrap();
     let (st, e) = common::decode(r).await;
     assert_error(st, &e, 401, "unauthorized");
     assert!(!e.to_string().contains("k3y-s3cret"));
-    let r = s.http.get(s.url("/sandboxes")).header("x-api-key", "k3y-s3cret").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/sandboxes"))
+        .header("x-api-key", "k3y-s3cret")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Probes stay open.
     assert_eq!(s.get("/live").await.0, 200);
@@ -188,7 +230,10 @@ async fn templates_crud_and_spawn() {
     let body = json!({"name": "py", "image": "python:3.12", "provider": "", "memory_mb": 256, "vcpus": 1, "ttl": "30m", "metadata": {"k": "v"}});
     let (st, t) = s.post("/templates", body.clone()).await;
     assert_eq!(st, 201, "{t}");
-    assert_eq!((t["name"].as_str(), t["image"].as_str(), t["ttl"].as_str()), (Some("py"), Some("python:3.12"), Some("30m0s")));
+    assert_eq!(
+        (t["name"].as_str(), t["image"].as_str(), t["ttl"].as_str()),
+        (Some("py"), Some("python:3.12"), Some("30m0s"))
+    );
     let (st, e) = s.post("/templates", body).await;
     assert_error(st, &e, 409, "conflict");
     let (st, list) = s.get("/templates").await;
@@ -196,22 +241,38 @@ async fn templates_crud_and_spawn() {
     let r = s
         .http
         .put(s.url("/templates/py"))
-        .json(&json!({"image": "python:3.13", "memory_mb": 512}))
+        .json(&json!({"image": "python:3.13", "memory_mb": 512, "metadata": {"k": "v"}}))
         .send()
         .await
         .unwrap();
     let (st, t) = common::decode(r).await;
     assert_eq!((st, t["image"].as_str()), (200, Some("python:3.13")));
-    let r = s.http.put(s.url("/templates/missing")).json(&json!({"image": "x"})).send().await.unwrap();
+    let r = s
+        .http
+        .put(s.url("/templates/missing"))
+        .json(&json!({"image": "x"}))
+        .send()
+        .await
+        .unwrap();
     let (st, e) = common::decode(r).await;
     assert_error(st, &e, 404, "not_found");
     // Bodyless spawn, as the Python SDK sends it.
-    let r = s.http.post(s.url("/templates/py/spawn")).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/templates/py/spawn"))
+        .send()
+        .await
+        .unwrap();
     let (st, sb) = common::decode(r).await;
     assert_eq!(st, 201, "{sb}");
-    assert_eq!((sb["image"].as_str(), sb["memory_mb"].as_u64()), (Some("python:3.13"), Some(512)));
+    assert_eq!(
+        (sb["image"].as_str(), sb["memory_mb"].as_u64()),
+        (Some("python:3.13"), Some(512))
+    );
     assert_eq!(sb["metadata"]["k"], "v");
-    let (st, sb) = s.post("/sandboxes", json!({"template": "py", "ttl": "5m"})).await;
+    let (st, sb) = s
+        .post("/sandboxes", json!({"template": "py", "ttl": "5m"}))
+        .await;
     assert_eq!((st, sb["image"].as_str()), (201, Some("python:3.13")));
     let (st, e) = s.post("/sandboxes", json!({"template": "nope"})).await;
     assert_error(st, &e, 404, "not_found");
@@ -219,7 +280,9 @@ async fn templates_crud_and_spawn() {
     assert_eq!((st, d), (200, json!({"status": "deleted"})));
     let (st, e) = s.get("/templates/py").await;
     assert_error(st, &e, 404, "not_found");
-    let (st, e) = s.post("/templates", json!({"name": "../x", "image": "a"})).await;
+    let (st, e) = s
+        .post("/templates", json!({"name": "../x", "image": "a"}))
+        .await;
     assert_error(st, &e, 400, "bad_request");
     s.stop().await;
 }
@@ -234,7 +297,13 @@ async fn providers_endpoints() {
     assert_eq!(mock["healthy"], true);
     assert!(mock["latency_ms"].is_u64());
     assert!(mock["last_checked"].is_string());
-    assert!(mock["capabilities"].as_array().unwrap().iter().any(|c| c == "exec"));
+    assert!(
+        mock["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "exec")
+    );
     assert!(mock.get("error").is_none());
     let (st, one) = s.get("/providers/mock").await;
     assert_eq!(st, 200);
@@ -257,7 +326,9 @@ async fn admission_and_limits() {
         c.defaults.max_ttl = stacyvm_core::GoDuration::from_secs(3600);
     })
     .await;
-    let (st, d) = s.post("/sandboxes/admission", json!({"owner_id": "al"})).await;
+    let (st, d) = s
+        .post("/sandboxes/admission", json!({"owner_id": "al"}))
+        .await;
     assert_eq!(st, 200);
     let keys: Vec<_> = d.as_object().unwrap().keys().cloned().collect();
     assert_eq!(
@@ -265,25 +336,47 @@ async fn admission_and_limits() {
         8,
         "admission must carry exactly the contract's keys: {keys:?}"
     );
-    assert_eq!((d["allowed"].as_bool(), d["max_ttl"].as_str()), (Some(true), Some("1h0m0s")));
+    assert_eq!(
+        (d["allowed"].as_bool(), d["max_ttl"].as_str()),
+        (Some(true), Some("1h0m0s"))
+    );
     let (st, _) = s.post("/sandboxes", json!({"owner_id": "al"})).await;
     assert_eq!(st, 201);
-    let r = s.http.post(s.url("/sandboxes")).json(&json!({"owner_id": "al"})).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/sandboxes"))
+        .json(&json!({"owner_id": "al"}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("retry-after").is_some());
     let (st, e) = common::decode(r).await;
     assert_error(st, &e, 429, "resource_limit");
-    let (_, d) = s.post("/sandboxes/admission", json!({"owner_id": "al"})).await;
-    assert_eq!((d["allowed"].as_bool(), d["queueable"].as_bool()), (Some(false), Some(true)));
+    let (_, d) = s
+        .post("/sandboxes/admission", json!({"owner_id": "al"}))
+        .await;
+    assert_eq!(
+        (d["allowed"].as_bool(), d["queueable"].as_bool()),
+        (Some(false), Some(true))
+    );
     assert_eq!(d["active_owner_sandboxes"], 1);
     let (st, e) = s.post("/sandboxes", json!({"ttl": "2h"})).await;
     assert_error(st, &e, 429, "resource_limit");
     let (_, d) = s.post("/sandboxes/admission", json!({"ttl": "2h"})).await;
-    assert_eq!((d["allowed"].as_bool(), d["queueable"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(
+        (d["allowed"].as_bool(), d["queueable"].as_bool()),
+        (Some(false), Some(false))
+    );
     s.spawn().await;
     let (st, e) = s.post("/sandboxes", json!({})).await;
     assert_error(st, &e, 429, "resource_limit");
-    let id = s.get("/sandboxes").await.1[0]["id"].as_str().unwrap().to_string();
-    let (st, e) = s.post(&format!("/sandboxes/{id}/extend"), json!({"ttl": "3h"})).await;
+    let id = s.get("/sandboxes").await.1[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, e) = s
+        .post(&format!("/sandboxes/{id}/extend"), json!({"ttl": "3h"}))
+        .await;
     assert_error(st, &e, 429, "resource_limit");
     s.stop().await;
 }
@@ -318,11 +411,14 @@ async fn state_survives_restart() {
             .await
             .unwrap();
         let mut stream = futures::StreamExt::boxed(r.bytes_stream());
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), futures::StreamExt::next(&mut stream))
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let chunk = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::StreamExt::next(&mut stream),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
         let text = String::from_utf8_lossy(&chunk);
         assert!(text.contains(&id) && text.contains("destroyed"), "{text}");
     }

@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use stacyvm_core::{Capability, EventType, ExecOutput, ExecRequest, FileInfo, GoDuration, SandboxId, SandboxState};
+use stacyvm_core::{
+    Capability, EventType, ExecOutput, ExecRequest, FileInfo, GoDuration, SandboxId, SandboxState,
+};
 use stacyvm_providers::mock::MockProvider;
 use stacyvm_providers::{
-    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, RuntimeInfo, RuntimeStatus, SpawnSpec,
-    StreamOptions,
+    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, RuntimeInfo,
+    RuntimeStatus, SpawnSpec, StreamOptions,
 };
 use stacyvm_server::events::EventBus;
-use stacyvm_server::manager::{Clock, Limits, Manager, ManagerError, ManagerOptions, SpawnRequest, SystemClock, TokioClock};
+use stacyvm_server::manager::{
+    Clock, Limits, Manager, ManagerError, ManagerOptions, SpawnRequest, SystemClock, TokioClock,
+};
 use stacyvm_store::{MemoryStore, Store};
 
 /// Wraps the mock so tests can make it fail on demand.
@@ -28,7 +32,9 @@ struct Switchable {
 impl Switchable {
     fn check(&self) -> Result<(), ProviderError> {
         if self.broken.load(Ordering::SeqCst) {
-            return Err(ProviderError::Unavailable("switched off by the test".into()));
+            return Err(ProviderError::Unavailable(
+                "switched off by the test".into(),
+            ));
         }
         Ok(())
     }
@@ -57,11 +63,22 @@ impl Provider for Switchable {
         self.check()?;
         self.inner.exec(id, spec).await
     }
-    async fn exec_stream(&self, id: &SandboxId, spec: &ExecSpec, o: StreamOptions) -> Result<ExecSession, ProviderError> {
+    async fn exec_stream(
+        &self,
+        id: &SandboxId,
+        spec: &ExecSpec,
+        o: StreamOptions,
+    ) -> Result<ExecSession, ProviderError> {
         self.check()?;
         self.inner.exec_stream(id, spec, o).await
     }
-    async fn write_file(&self, id: &SandboxId, path: &str, c: Bytes, mode: Option<u32>) -> Result<(), ProviderError> {
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        c: Bytes,
+        mode: Option<u32>,
+    ) -> Result<(), ProviderError> {
         self.check()?;
         self.inner.write_file(id, path, c, mode).await
     }
@@ -81,7 +98,12 @@ impl Provider for Switchable {
     async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
         self.inner.chmod_file(id, path, mode).await
     }
-    async fn delete_file(&self, id: &SandboxId, path: &str, recursive: bool) -> Result<(), ProviderError> {
+    async fn delete_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), ProviderError> {
         self.inner.delete_file(id, path, recursive).await
     }
     async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
@@ -104,7 +126,6 @@ impl Provider for Switchable {
 struct Fixture {
     manager: Manager,
     provider: Arc<Switchable>,
-    store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -124,7 +145,12 @@ fn limits() -> Limits {
     }
 }
 
-async fn fixture_with(limits: Limits, clock: Arc<dyn Clock>, store: Option<Arc<dyn Store>>, dir: Option<tempfile::TempDir>) -> Fixture {
+async fn fixture_with(
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn Store>>,
+    dir: Option<tempfile::TempDir>,
+) -> Fixture {
     let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let provider = Arc::new(Switchable {
         inner: MockProvider::new(dir.path().join("mock")).unwrap(),
@@ -132,7 +158,7 @@ async fn fixture_with(limits: Limits, clock: Arc<dyn Clock>, store: Option<Arc<d
     });
     let store: Arc<dyn Store> = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
     let manager = Manager::new(ManagerOptions {
-        store: store.clone(),
+        store,
         providers: vec![provider.clone()],
         default_provider: "mock".into(),
         limits,
@@ -144,7 +170,11 @@ async fn fixture_with(limits: Limits, clock: Arc<dyn Clock>, store: Option<Arc<d
     })
     .unwrap();
     manager.refresh_health().await;
-    Fixture { manager, provider, store, _dir: dir }
+    Fixture {
+        manager,
+        provider,
+        _dir: dir,
+    }
 }
 
 async fn fixture(limits: Limits) -> Fixture {
@@ -152,12 +182,20 @@ async fn fixture(limits: Limits) -> Fixture {
 }
 
 fn kinds(m: &Manager) -> Vec<EventType> {
-    m.events().recent(1000).into_iter().map(|e| e.kind).collect()
+    m.events()
+        .recent(1000)
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_spawns_never_over_admit() {
-    let f = fixture(Limits { max_sandboxes: 10, ..limits() }).await;
+    let f = fixture(Limits {
+        max_sandboxes: 10,
+        ..limits()
+    })
+    .await;
     let spawns = (0..50).map(|_| {
         let m = f.manager.clone();
         tokio::spawn(async move { m.spawn(&SpawnRequest::default(), None).await })
@@ -170,17 +208,30 @@ async fn concurrent_spawns_never_over_admit() {
         .count();
     assert_eq!((ok, limited), (10, 40));
     assert_eq!(f.manager.list(None).await.unwrap().len(), 10);
-    let limit_events = kinds(&f.manager).iter().filter(|k| **k == EventType::ResourceLimit).count();
+    let limit_events = kinds(&f.manager)
+        .iter()
+        .filter(|k| **k == EventType::ResourceLimit)
+        .count();
     assert_eq!(limit_events, 40);
 }
 
 #[tokio::test]
 async fn per_owner_limit() {
-    let f = fixture(Limits { max_sandboxes_per_owner: 2, ..limits() }).await;
-    let req = |o: &str| SpawnRequest { owner_id: Some(o.into()), ..Default::default() };
+    let f = fixture(Limits {
+        max_sandboxes_per_owner: 2,
+        ..limits()
+    })
+    .await;
+    let req = |o: &str| SpawnRequest {
+        owner_id: Some(o.into()),
+        ..Default::default()
+    };
     f.manager.spawn(&req("a"), None).await.unwrap();
     f.manager.spawn(&req("a"), None).await.unwrap();
-    assert!(matches!(f.manager.spawn(&req("a"), None).await, Err(ManagerError::ResourceLimit { .. })));
+    assert!(matches!(
+        f.manager.spawn(&req("a"), None).await,
+        Err(ManagerError::ResourceLimit { .. })
+    ));
     f.manager.spawn(&req("b"), None).await.unwrap();
 }
 
@@ -190,27 +241,62 @@ async fn reaper_expires_on_time() {
     let tasks = f.manager.start_background();
     let short = f
         .manager
-        .spawn(&SpawnRequest { ttl: Some(GoDuration::from_secs(60)), ..Default::default() }, None)
+        .spawn(
+            &SpawnRequest {
+                ttl: Some(GoDuration::from_secs(60)),
+                ..Default::default()
+            },
+            None,
+        )
         .await
         .unwrap();
     let long = f
         .manager
-        .spawn(&SpawnRequest { ttl: Some(GoDuration::from_secs(600)), ..Default::default() }, None)
+        .spawn(
+            &SpawnRequest {
+                ttl: Some(GoDuration::from_secs(600)),
+                ..Default::default()
+            },
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(59)).await;
-    assert_eq!(f.manager.get(&short.id).await.unwrap().state, SandboxState::Running);
+    assert_eq!(
+        f.manager.get(&short.id).await.unwrap().state,
+        SandboxState::Running
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(f.manager.get(&short.id).await.unwrap().state, SandboxState::Destroyed);
-    assert_eq!(f.manager.get(&long.id).await.unwrap().state, SandboxState::Running);
+    assert_eq!(
+        f.manager.get(&short.id).await.unwrap().state,
+        SandboxState::Destroyed
+    );
+    assert_eq!(
+        f.manager.get(&long.id).await.unwrap().state,
+        SandboxState::Running
+    );
     // Extending pushes the expiry out.
-    f.manager.extend(&long.id, Some(GoDuration::from_secs(3000))).await.unwrap();
+    f.manager
+        .extend(&long.id, Some(GoDuration::from_secs(3000)))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(700)).await;
-    assert_eq!(f.manager.get(&long.id).await.unwrap().state, SandboxState::Running);
+    assert_eq!(
+        f.manager.get(&long.id).await.unwrap().state,
+        SandboxState::Running
+    );
     tokio::time::sleep(Duration::from_secs(2400)).await;
-    assert_eq!(f.manager.get(&long.id).await.unwrap().state, SandboxState::Destroyed);
+    assert_eq!(
+        f.manager.get(&long.id).await.unwrap().state,
+        SandboxState::Destroyed
+    );
     let k = kinds(&f.manager);
-    assert_eq!(k.iter().filter(|k| **k == EventType::SandboxExpired).count(), 2);
+    assert_eq!(
+        k.iter()
+            .filter(|k| **k == EventType::SandboxExpired)
+            .count(),
+        2
+    );
     f.manager.shutdown();
     for t in tasks {
         t.await.unwrap();
@@ -220,21 +306,47 @@ async fn reaper_expires_on_time() {
 #[tokio::test]
 async fn ttl_and_exec_timeout_limits() {
     let f = fixture(limits()).await;
-    let too_long = SpawnRequest { ttl: Some(GoDuration::from_secs(7200)), ..Default::default() };
-    assert!(matches!(f.manager.spawn(&too_long, None).await, Err(ManagerError::ResourceLimit { .. })));
-    let sb = f.manager.spawn(&SpawnRequest::default(), None).await.unwrap();
+    let too_long = SpawnRequest {
+        ttl: Some(GoDuration::from_secs(7200)),
+        ..Default::default()
+    };
+    assert!(matches!(
+        f.manager.spawn(&too_long, None).await,
+        Err(ManagerError::ResourceLimit { .. })
+    ));
+    let sb = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
     let req = |cmd: &str, t: Option<u64>| ExecRequest {
         command: cmd.into(),
         timeout: t.map(|ms| GoDuration(Duration::from_millis(ms))),
         ..Default::default()
     };
     // Over the maximum: refused before running.
-    let e = f.manager.exec(&sb.id, &req("true", Some(200_000))).await.unwrap_err();
+    let e = f
+        .manager
+        .exec(&sb.id, &req("true", Some(200_000)))
+        .await
+        .unwrap_err();
     assert!(matches!(e, ManagerError::ResourceLimit { .. }), "{e:?}");
     // The default applies when none is given.
-    let f2 = fixture(Limits { default_exec_timeout: GoDuration(Duration::from_millis(300)), ..limits() }).await;
-    let sb2 = f2.manager.spawn(&SpawnRequest::default(), None).await.unwrap();
-    let e = f2.manager.exec(&sb2.id, &req("sleep 5", None)).await.unwrap_err();
+    let f2 = fixture(Limits {
+        default_exec_timeout: GoDuration(Duration::from_millis(300)),
+        ..limits()
+    })
+    .await;
+    let sb2 = f2
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
+    let e = f2
+        .manager
+        .exec(&sb2.id, &req("sleep 5", None))
+        .await
+        .unwrap_err();
     assert!(matches!(e, ManagerError::ExecTimeout(_)), "{e:?}");
     let k = kinds(&f2.manager);
     assert!(k.contains(&EventType::ExecTimeout));
@@ -244,7 +356,11 @@ async fn ttl_and_exec_timeout_limits() {
 
 #[tokio::test]
 async fn every_audit_event_type_is_published() {
-    let f = fixture(Limits { max_sandboxes: 3, ..limits() }).await;
+    let f = fixture(Limits {
+        max_sandboxes: 3,
+        ..limits()
+    })
+    .await;
     let m = &f.manager;
     let sb = m.spawn(&SpawnRequest::default(), None).await.unwrap();
     let exec = |c: &str, t: Option<u64>| ExecRequest {
@@ -253,16 +369,32 @@ async fn every_audit_event_type_is_published() {
         ..Default::default()
     };
     m.exec(&sb.id, &exec("true", None)).await.unwrap();
-    m.exec(&sb.id, &exec("sleep 5", Some(200))).await.unwrap_err();
-    m.write_file(&sb.id, "/f", Bytes::from_static(b"secret-content"), None).await.unwrap();
-    m.read_file(&sb.id, "/f").await.unwrap();
+    m.exec(&sb.id, &exec("sleep 5", Some(200)))
+        .await
+        .unwrap_err();
+    m.write_file(&sb.id, "/f", Bytes::from_static(b"secret-content"), None)
+        .await
+        .unwrap();
+    let _stream = m.read_file(&sb.id, "/f").await.unwrap();
     // Stream timeout.
-    let mut h = m.exec_stream(&sb.id, &ExecRequest { stream: true, ..exec("sleep 5", Some(200)) }, None).await.unwrap();
+    let mut h = m
+        .exec_stream(
+            &sb.id,
+            &ExecRequest {
+                stream: true,
+                ..exec("sleep 5", Some(200))
+            },
+            None,
+        )
+        .await
+        .unwrap();
     while h.output.recv().await.is_some() {}
     // Provider failures: exec, file op, destroy, spawn, health.
     f.provider.broken.store(true, Ordering::SeqCst);
     m.exec(&sb.id, &exec("true", None)).await.unwrap_err();
-    m.write_file(&sb.id, "/g", Bytes::new(), None).await.unwrap_err();
+    m.write_file(&sb.id, "/g", Bytes::new(), None)
+        .await
+        .unwrap_err();
     m.spawn(&SpawnRequest::default(), None).await.unwrap_err();
     m.refresh_health().await;
     m.destroy(&sb.id).await.unwrap_err();
@@ -293,28 +425,45 @@ async fn every_audit_event_type_is_published() {
         assert!(k.contains(&want), "missing {want}: {k:?}");
     }
     // Two timeouts: sync and stream.
-    assert_eq!(k.iter().filter(|k| **k == EventType::ExecTimeout).count(), 2);
+    assert_eq!(
+        k.iter().filter(|k| **k == EventType::ExecTimeout).count(),
+        2
+    );
     // Event data never carries file contents.
     for e in &events {
         assert!(!e.data.to_string().contains("secret-content"), "{e:?}");
         assert!(e.id.starts_with("evt-"));
     }
     // Failure events say operation, provider and error.
-    let failed = events.iter().find(|e| e.kind == EventType::OperationFailed).unwrap();
+    let failed = events
+        .iter()
+        .find(|e| e.kind == EventType::OperationFailed)
+        .unwrap();
     for key in ["operation", "provider", "error"] {
         assert!(failed.data.get(key).is_some(), "{failed:?}");
     }
     // Metrics saw it all.
     let ops = m.metrics().snapshot();
     let exec_row = ops.iter().find(|o| o.operation.as_str() == "exec").unwrap();
-    assert!(exec_row.success_total >= 1 && exec_row.failure_total >= 2, "{exec_row:?}");
+    assert!(
+        exec_row.success_total >= 1 && exec_row.failure_total >= 2,
+        "{exec_row:?}"
+    );
 }
 
 #[tokio::test]
 async fn caller_cancellation_is_not_a_timeout() {
     let f = fixture(limits()).await;
-    let sb = f.manager.spawn(&SpawnRequest::default(), None).await.unwrap();
-    let req = ExecRequest { command: "sleep 30".into(), stream: true, ..Default::default() };
+    let sb = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
+    let req = ExecRequest {
+        command: "sleep 30".into(),
+        stream: true,
+        ..Default::default()
+    };
     let h = f.manager.exec_stream(&sb.id, &req, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(h);
@@ -329,8 +478,16 @@ async fn reconciliation_adopts_and_marks() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let f = fixture_with(limits(), Arc::new(SystemClock), Some(store.clone()), None).await;
-    let kept = f.manager.spawn(&SpawnRequest::default(), None).await.unwrap();
-    let gone = f.manager.spawn(&SpawnRequest::default(), None).await.unwrap();
+    let kept = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
+    let gone = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
     // The runtime vanishes behind the store's back.
     f.provider.inner.destroy(&gone.id).await.unwrap();
     // A runtime the store does not know.
@@ -350,18 +507,40 @@ async fn reconciliation_adopts_and_marks() {
         .await
         .unwrap();
     let report = f.manager.reconcile().await.unwrap();
-    assert_eq!((report.kept, report.destroyed, report.adopted), (1, 1, 1), "{report:?}");
-    assert_eq!(store.get_sandbox(&kept.id).await.unwrap().state, SandboxState::Running);
-    assert_eq!(store.get_sandbox(&gone.id).await.unwrap().state, SandboxState::Destroyed);
+    assert_eq!(
+        (report.kept, report.destroyed, report.adopted),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        store.get_sandbox(&kept.id).await.unwrap().state,
+        SandboxState::Running
+    );
+    assert_eq!(
+        store.get_sandbox(&gone.id).await.unwrap().state,
+        SandboxState::Destroyed
+    );
     let adopted = store.get_sandbox(&stray).await.unwrap();
-    assert_eq!((adopted.state, adopted.owner_id.map(|o| o.to_string())), (SandboxState::Running, Some("zed".into())));
-    let actions = f.manager.events().recent(100).into_iter().filter(|e| e.kind == EventType::ReconcileAction).count();
+    assert_eq!(
+        (adopted.state, adopted.owner_id.map(|o| o.to_string())),
+        (SandboxState::Running, Some("zed".into()))
+    );
+    let actions = f
+        .manager
+        .events()
+        .recent(100)
+        .into_iter()
+        .filter(|e| e.kind == EventType::ReconcileAction)
+        .count();
     assert_eq!(actions, 2);
     // With the provider down, persisted sandboxes become `error`.
     f.provider.broken.store(true, Ordering::SeqCst);
     f.manager.refresh_health().await;
     let report = f.manager.reconcile().await.unwrap();
     assert_eq!(report.errored, 2, "{report:?}");
-    assert_eq!(store.get_sandbox(&kept.id).await.unwrap().state, SandboxState::Error);
+    assert_eq!(
+        store.get_sandbox(&kept.id).await.unwrap().state,
+        SandboxState::Error
+    );
     drop(dir);
 }

@@ -128,7 +128,7 @@ async fn real_prometheus_scrapes_and_answers_a_quantile() {
     server.abort();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
+    eprintln!("{stdout}");
     assert!(
         out.status.success(),
         "prom-scrape-check failed:\n{stdout}\n{stderr}"

@@ -32,7 +32,9 @@ impl MemoryStore {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("memory store is marked down".into()));
+            return Err(StoreError::Unavailable(
+                "memory store is marked down".into(),
+            ));
         }
         Ok(())
     }
@@ -80,12 +82,20 @@ impl Store for MemoryStore {
         let mut v: Vec<Sandbox> = m
             .values()
             .filter(|s| f.include_destroyed || s.state != SandboxState::Destroyed)
-            .filter(|s| f.owner.as_ref().is_none_or(|o| s.owner_id.as_ref() == Some(o)))
+            .filter(|s| {
+                f.owner
+                    .as_ref()
+                    .is_none_or(|o| s.owner_id.as_ref() == Some(o))
+            })
             .filter(|s| f.state.is_none_or(|st| s.state == st))
             .filter(|s| f.provider.as_ref().is_none_or(|p| &s.provider == p))
             .cloned()
             .collect();
-        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        v.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Ok(v)
     }
 

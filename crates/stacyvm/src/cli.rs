@@ -22,7 +22,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// Server URL.
-    #[arg(long, global = true, env = "STACYVM_SERVER", default_value = "http://127.0.0.1:7423")]
+    #[arg(
+        long,
+        global = true,
+        env = "STACYVM_SERVER",
+        default_value = "http://127.0.0.1:7423"
+    )]
     pub server: String,
     /// API key, when the server has auth enabled.
     #[arg(long, global = true, env = "STACYVM_API_KEY", hide_env_values = true)]
@@ -57,9 +62,7 @@ pub enum Command {
     /// Print the version.
     Version,
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +112,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "stacyvm", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stacyvm",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -106,9 +106,14 @@ impl Api {
             headers.insert("x-api-key", v);
         }
         if let Some(u) = conn.user.as_deref().filter(|u| !u.is_empty()) {
-            headers.insert("x-user-id", reqwest::header::HeaderValue::from_str(u).context("invalid user id")?);
+            headers.insert(
+                "x-user-id",
+                reqwest::header::HeaderValue::from_str(u).context("invalid user id")?,
+            );
         }
-        let http = reqwest::Client::builder().default_headers(headers).build()?;
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
         Ok(Api {
             http,
             base: format!("{}/api/v1", conn.server.trim_end_matches('/')),
@@ -121,7 +126,10 @@ impl Api {
 
     /// Sends a request and turns an error body into a readable error.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.send().await.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -140,7 +148,12 @@ impl Api {
 pub async fn spawn(conn: &Connection, a: SpawnArgs) -> Result<ExitCode> {
     let api = Api::new(conn)?;
     let mut body = json!({});
-    for (k, v) in [("image", &a.image), ("provider", &a.provider), ("template", &a.template), ("ttl", &a.ttl)] {
+    for (k, v) in [
+        ("image", &a.image),
+        ("provider", &a.provider),
+        ("template", &a.template),
+        ("ttl", &a.ttl),
+    ] {
         if let Some(v) = v {
             body[k] = json!(v);
         }
@@ -154,7 +167,9 @@ pub async fn spawn(conn: &Connection, a: SpawnArgs) -> Result<ExitCode> {
     if !a.metadata.is_empty() {
         body["metadata"] = json!(a.metadata.into_iter().collect::<BTreeMap<_, _>>());
     }
-    let sb = api.json(api.http.post(api.url("/sandboxes")).json(&body)).await?;
+    let sb = api
+        .json(api.http.post(api.url("/sandboxes")).json(&body))
+        .await?;
     if a.json {
         println_out(&serde_json::to_string_pretty(&sb)?);
     } else {
@@ -165,7 +180,10 @@ pub async fn spawn(conn: &Connection, a: SpawnArgs) -> Result<ExitCode> {
 
 pub async fn exec(conn: &Connection, a: ExecArgs) -> Result<ExitCode> {
     let api = Api::new(conn)?;
-    let (command, args) = a.command.split_first().ok_or_else(|| anyhow!("a command is required"))?;
+    let (command, args) = a
+        .command
+        .split_first()
+        .ok_or_else(|| anyhow!("a command is required"))?;
     let mut body = json!({
         "command": if a.shell { a.command.join(" ") } else { command.clone() },
         "args": if a.shell { Vec::new() } else { args.to_vec() },
@@ -180,7 +198,11 @@ pub async fn exec(conn: &Connection, a: ExecArgs) -> Result<ExitCode> {
         body["workdir"] = json!(w);
     }
     let resp = api
-        .send(api.http.post(api.url(&format!("/sandboxes/{}/exec", a.id))).json(&body))
+        .send(
+            api.http
+                .post(api.url(&format!("/sandboxes/{}/exec", a.id)))
+                .json(&body),
+        )
         .await?;
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
@@ -217,7 +239,9 @@ pub async fn exec(conn: &Connection, a: ExecArgs) -> Result<ExitCode> {
     }
     match exit {
         // Exit codes are 0..=255 on Unix; a signal death shows as 128+N.
-        Some(code) => Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))),
+        Some(code) => Ok(ExitCode::from(
+            u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+        )),
         None => bail!("the stream ended without an exit status"),
     }
 }
@@ -229,7 +253,10 @@ pub async fn list(conn: &Connection, a: ListArgs) -> Result<ExitCode> {
         println_out(&serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println_out(&format!("{:<16} {:<11} {:<8} {:<24} {}", "ID", "STATE", "PROVIDER", "IMAGE", "EXPIRES"));
+    println_out(&format!(
+        "{:<16} {:<11} {:<8} {:<24} {}",
+        "ID", "STATE", "PROVIDER", "IMAGE", "EXPIRES"
+    ));
     for s in items.as_array().into_iter().flatten() {
         let f = |k: &str| s[k].as_str().unwrap_or("").to_string();
         println_out(&format!(
@@ -248,7 +275,10 @@ pub async fn kill(conn: &Connection, ids: &[String]) -> Result<ExitCode> {
     let api = Api::new(conn)?;
     let mut failed = false;
     for id in ids {
-        match api.send(api.http.delete(api.url(&format!("/sandboxes/{id}")))).await {
+        match api
+            .send(api.http.delete(api.url(&format!("/sandboxes/{id}"))))
+            .await
+        {
             Ok(_) => println_out(&format!("{id} destroyed")),
             Err(e) => {
                 eprintln!("{id}: {e:#}");
@@ -256,13 +286,22 @@ pub async fn kill(conn: &Connection, ids: &[String]) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn files(conn: &Connection, cmd: FilesCommand) -> Result<ExitCode> {
     let api = Api::new(conn)?;
     match cmd {
-        FilesCommand::Put { id, local, remote, mode } => {
+        FilesCommand::Put {
+            id,
+            local,
+            remote,
+            mode,
+        } => {
             let data = tokio::fs::read(&local)
                 .await
                 .with_context(|| format!("cannot read {}", local.display()))?;
@@ -270,17 +309,29 @@ pub async fn files(conn: &Connection, cmd: FilesCommand) -> Result<ExitCode> {
             if let Some(m) = mode {
                 q.push(("mode", m));
             }
-            api.send(api.http.put(api.url(&format!("/sandboxes/{id}/files"))).query(&q).body(data))
-                .await?;
+            api.send(
+                api.http
+                    .put(api.url(&format!("/sandboxes/{id}/files")))
+                    .query(&q)
+                    .body(data),
+            )
+            .await?;
             println_out(&format!("{} -> {id}:{remote}", local.display()));
         }
         FilesCommand::Get { id, remote, local } => {
             let resp = api
-                .send(api.http.get(api.url(&format!("/sandboxes/{id}/files"))).query(&[("path", &remote)]))
+                .send(
+                    api.http
+                        .get(api.url(&format!("/sandboxes/{id}/files")))
+                        .query(&[("path", &remote)]),
+                )
                 .await?;
             let mut stream = resp.bytes_stream();
             let mut out: Box<dyn Write> = match &local {
-                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             while let Some(chunk) = stream.next().await {
@@ -290,10 +341,18 @@ pub async fn files(conn: &Connection, cmd: FilesCommand) -> Result<ExitCode> {
         }
         FilesCommand::Ls { id, path } => {
             let items = api
-                .json(api.http.get(api.url(&format!("/sandboxes/{id}/files/list"))).query(&[("path", &path)]))
+                .json(
+                    api.http
+                        .get(api.url(&format!("/sandboxes/{id}/files/list")))
+                        .query(&[("path", &path)]),
+                )
                 .await?;
             for f in items.as_array().into_iter().flatten() {
-                let kind = if f["is_dir"].as_bool() == Some(true) { "d" } else { "-" };
+                let kind = if f["is_dir"].as_bool() == Some(true) {
+                    "d"
+                } else {
+                    "-"
+                };
                 println_out(&format!(
                     "{kind} {} {:>10} {} {}",
                     f["mode"].as_str().unwrap_or(""),

@@ -15,7 +15,9 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_env("STACYVM_LOG")
         .or_else(|_| EnvFilter::try_new(&config.logging.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.logging.format == "json" {
         builder.json().init();
     } else {
@@ -45,7 +47,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         None => tracing::info!("no config file; using defaults and STACYVM_* environment"),
     }
     let listener = app::bind(&config).await?;
-    let app = app::build(config, Vec::new()).await.context("cannot start")?;
+    let app = app::build(config, Vec::new())
+        .await
+        .context("cannot start")?;
     app.run(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

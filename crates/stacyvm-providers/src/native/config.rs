@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NativeConfig {
+    /// Registers the provider with the server (it may still be unhealthy).
+    pub enabled: bool,
     /// OCI runtime CLI: `crun` (default), `runc` or `runsc` (gVisor), or a
     /// path to one of them.
     pub runtime: String,
@@ -43,6 +45,7 @@ pub enum NetworkMode {
 impl Default for NativeConfig {
     fn default() -> Self {
         NativeConfig {
+            enabled: true,
             runtime: "crun".into(),
             data_dir: PathBuf::from("/var/lib/stacyvm/native"),
             agent_path: None,

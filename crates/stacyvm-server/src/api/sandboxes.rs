@@ -69,7 +69,9 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResu
     let id = parse_sandbox_id(&id)?;
     let sb = app.manager.get(&id).await?;
     if sb.state == SandboxState::Destroyed {
-        return Err(ApiError::not_found(format!("sandbox {id} not found (destroyed)")));
+        return Err(ApiError::not_found(format!(
+            "sandbox {id} not found (destroyed)"
+        )));
     }
     Ok(Json(sb))
 }

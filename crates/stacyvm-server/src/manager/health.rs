@@ -156,19 +156,27 @@ impl Manager {
 
     /// Cached per-sandbox resource figures (refreshed with health).
     pub fn sandbox_resources(&self) -> Vec<SandboxResources> {
-        self.inner.resources.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .resources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Reads CPU, memory and pids of every active sandbox from providers
     /// that can measure them, and caches the result for scrapes.
     pub async fn refresh_resources(&self) {
-        let Ok(items) = self.list(None).await else { return };
+        let Ok(items) = self.list(None).await else {
+            return;
+        };
         let measurable: Vec<_> = items
             .into_iter()
             .filter(|s| s.state == SandboxState::Running)
             .filter_map(|s| {
                 let p = self.inner.providers.get(&s.provider)?.clone();
-                p.capabilities().contains(&Capability::ResourceStats).then_some((s, p))
+                p.capabilities()
+                    .contains(&Capability::ResourceStats)
+                    .then_some((s, p))
             })
             .collect();
         let mut reads = tokio::task::JoinSet::new();
@@ -182,7 +190,11 @@ impl Manager {
             }
         }
         fresh.sort_by(|a, b| a.sandbox.cmp(&b.sandbox));
-        *self.inner.resources.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self
+            .inner
+            .resources
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
     pub(super) async fn health_loop(self) {
@@ -197,7 +209,10 @@ impl Manager {
     }
 }
 
-async fn read_usage(s: stacyvm_core::Sandbox, p: std::sync::Arc<dyn Provider>) -> Option<SandboxResources> {
+async fn read_usage(
+    s: stacyvm_core::Sandbox,
+    p: std::sync::Arc<dyn Provider>,
+) -> Option<SandboxResources> {
     let usage = tokio::time::timeout(HEALTH_TIMEOUT, p.resource_usage(&s.id)).await;
     let Ok(Ok(Some(u))) = usage else { return None };
     Some(SandboxResources {

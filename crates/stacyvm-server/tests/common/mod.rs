@@ -26,6 +26,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.providers.mock.base_dir = Some(dir.join("mock"));
     c.providers.default = "mock".into();
     c.providers.docker.enabled = false;
+    c.providers.native.enabled = false;
     c.server.port = 0;
     c
 }
@@ -78,7 +79,10 @@ impl TestServer {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), t).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .unwrap()
+                .unwrap();
         }
     }
 
@@ -87,7 +91,15 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        decode(self.http.post(self.url(path)).json(&body).send().await.unwrap()).await
+        decode(
+            self.http
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
@@ -104,17 +116,24 @@ impl TestServer {
     /// Runs a shell command and returns (exit_code, stdout).
     pub async fn sh(&self, id: &str, cmd: &str) -> (i64, String) {
         let (status, out) = self
-            .post(&format!("/sandboxes/{id}/exec"), serde_json::json!({"command": cmd}))
+            .post(
+                &format!("/sandboxes/{id}/exec"),
+                serde_json::json!({"command": cmd}),
+            )
             .await;
         assert_eq!(status, 200, "{out}");
-        (out["exit_code"].as_i64().unwrap(), out["stdout"].as_str().unwrap().to_string())
+        (
+            out["exit_code"].as_i64().unwrap(),
+            out["stdout"].as_str().unwrap().to_string(),
+        )
     }
 }
 
 pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, v)
 }
 
@@ -122,5 +141,8 @@ pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
 pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
