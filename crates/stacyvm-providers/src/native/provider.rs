@@ -148,13 +148,12 @@ impl NativeProvider {
 
     async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
         let id = spec.id.as_str();
-        let agent = self.inner.agent.clone().ok_or_else(|| {
-            ProviderError::Unavailable(
-                agent_path::find(self.inner.config.agent_path.as_deref())
-                    .err()
-                    .unwrap_or_default(),
-            )
-        })?;
+        // Found at start, or now if it was installed since.
+        let agent = match &self.inner.agent {
+            Some(a) => a.clone(),
+            None => agent_path::find(self.inner.config.agent_path.as_deref())
+                .map_err(ProviderError::Unavailable)?,
+        };
         if p.sock.as_os_str().len() > SUN_PATH_MAX {
             return Err(ProviderError::InvalidInput(format!(
                 "socket path {} is too long: use a shorter providers.native.data_dir",
