@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -147,13 +148,12 @@ impl NativeProvider {
 
     async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
         let id = spec.id.as_str();
-        let agent = self.inner.agent.clone().ok_or_else(|| {
-            ProviderError::Unavailable(
-                agent_path::find(self.inner.config.agent_path.as_deref())
-                    .err()
-                    .unwrap_or_default(),
-            )
-        })?;
+        // Found at start, or now if it was installed since.
+        let agent = match &self.inner.agent {
+            Some(a) => a.clone(),
+            None => agent_path::find(self.inner.config.agent_path.as_deref())
+                .map_err(ProviderError::Unavailable)?,
+        };
         if p.sock.as_os_str().len() > SUN_PATH_MAX {
             return Err(ProviderError::InvalidInput(format!(
                 "socket path {} is too long: use a shorter providers.native.data_dir",
@@ -163,6 +163,12 @@ impl NativeProvider {
         // `ImageStore::ensure`'s future is not `Send` for every lifetime
         // (a higher-ranked closure inside the pull), which `async_trait`
         // needs; drive it on a blocking thread instead.
+        // Only root may reach sandbox files and agent sockets (a socket
+        // is a root shell in the sandbox).
+        let parent = self.inner.config.data_dir.join("sandboxes");
+        std::fs::create_dir_all(&parent).map_err(|e| io_err(&parent, e))?;
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err(&parent, e))?;
         let image = {
             let images = self.inner.images.clone();
             let reference = spec.image.clone();

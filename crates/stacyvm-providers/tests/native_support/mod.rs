@@ -53,6 +53,30 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Env {
+    /// Destroys what a failed (panicking) test left running, so mounts and
+    /// containers never outlive the test.
+    fn drop(&mut self) {
+        let p = self.provider.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(Some(left)) = p.inventory().await {
+                    for r in left {
+                        let _ = p.destroy(&r.id).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub async fn env_with(config: impl FnOnce(&mut NativeConfig)) -> Option<Env> {
     let dir = tempfile::Builder::new()
         .prefix("svn")
@@ -75,6 +99,10 @@ pub async fn provider_at(
         data_dir: dir.join("d"),
         ..Default::default()
     };
+    // Lets the same tests run on runc or runsc.
+    if let Ok(rt) = std::env::var("STACYVM_NATIVE_RUNTIME") {
+        cfg.runtime = rt;
+    }
     config(&mut cfg);
     let images = ImageStore::open(dir.join("images"), ImageConfig::default()).unwrap();
     let provider = NativeProvider::new(cfg, images.clone()).unwrap();
