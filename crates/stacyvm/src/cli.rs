@@ -114,7 +114,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => client::list(&cli.conn, args).await,
         Command::Kill { ids } => client::kill(&cli.conn, &ids).await,
         Command::Files(cmd) => client::files(&cli.conn, cmd).await,
-        Command::Image { config, cmd } => serve::image(config.as_deref(), cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Image { config, cmd } => serve::image(config.as_deref(), cmd)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Config(cmd) => serve::config(cmd).map(|()| ExitCode::SUCCESS),
         Command::Version => {
             println_out(&format!("stacyvm {}", stacyvm_core::VERSION));

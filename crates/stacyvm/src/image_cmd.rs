@@ -132,8 +132,10 @@ pub async fn run(cmd: ImageCommand, store: &ImageStore) -> anyhow::Result<()> {
 async fn pull_with_bar(
     store: &ImageStore,
     reference: &str,
-) -> Result<stacyvm_providers::native::image::ImageHandle, stacyvm_providers::native::image::ImageError>
-{
+) -> Result<
+    stacyvm_providers::native::image::ImageHandle,
+    stacyvm_providers::native::image::ImageError,
+> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(

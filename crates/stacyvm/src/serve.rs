@@ -77,7 +77,10 @@ async fn shutdown_signal() {
 }
 
 /// `stacyvm image ...` on the image store the native provider uses.
-pub async fn image(config: Option<&std::path::Path>, cmd: crate::image_cmd::ImageCommand) -> Result<()> {
+pub async fn image(
+    config: Option<&std::path::Path>,
+    cmd: crate::image_cmd::ImageCommand,
+) -> Result<()> {
     let (config, _) = load(config)?;
     let store = stacyvm_providers::native::image::ImageStore::open(
         config.providers.native.data_dir.join("images"),
