@@ -428,7 +428,8 @@ async fn reconciliation_adopts_and_marks() {
         .into_iter()
         .filter(|e| e.kind == EventType::ReconcileAction)
         .count();
-    assert_eq!(actions, 2);
+    // Kept (re-adopted), destroyed and adopted: one event each.
+    assert_eq!(actions, 3);
     // With the provider down, persisted sandboxes become `error`.
     f.provider.broken.store(true, Ordering::SeqCst);
     f.manager.refresh_health().await;
