@@ -181,6 +181,9 @@ where
     qb
 }
 
+/// What a store call that returns nothing gives back.
+pub(crate) type Done = Result<(), StoreError>;
+
 /// An update or delete that touched no row did not find `what`.
 pub(crate) fn found(rows_affected: u64, what: String) -> Result<(), StoreError> {
     if rows_affected == 0 {
@@ -221,6 +224,17 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
+            /// Runs a statement that must touch a row, `NotFound(what)` if none.
+            async fn run_on_one(
+                &self,
+                qb: ::sqlx::QueryBuilder<'_, $db>,
+                operation: &str,
+                what: String,
+            ) -> Result<(), $crate::StoreError> {
+                let n = self.run(qb, operation, &what).await?;
+                $crate::sql::found(n, what)
+            }
+
             /// Reads the rows of a query.
             async fn rows<R>(
                 &self,
@@ -237,15 +251,20 @@ macro_rules! sql_store {
                     .map_err(|e| $crate::codec::db_error(operation, what, e))
             }
 
-            /// Reads the one row a query may return, `NotFound(what)` without.
+            /// Reads the row keyed `key`, `NotFound(what)` without.
             async fn row<R>(
                 &self,
-                qb: ::sqlx::QueryBuilder<'_, $db>,
+                selected: &str,
+                key: &str,
                 what: String,
             ) -> Result<R, $crate::StoreError>
             where
-                R: for<'r> ::sqlx::FromRow<'r, <$db as ::sqlx::Database>::Row> + Send + Unpin,
+                R: $crate::sql::Record
+                    + for<'r> ::sqlx::FromRow<'r, <$db as ::sqlx::Database>::Row>
+                    + Send
+                    + Unpin,
             {
+                let qb = $crate::sql::select_one::<$db, R>(selected, key);
                 let rows: Vec<R> = self.rows(qb, "reading", &what).await?;
                 rows.into_iter()
                     .next()
@@ -259,38 +278,28 @@ macro_rules! sql_store {
                 $driver
             }
 
-            async fn insert_sandbox(
-                &self,
-                sandbox: &::stacyvm_core::Sandbox,
-            ) -> Result<(), $crate::StoreError> {
-                let what = format!("sandbox {}", sandbox.id);
-                let row = $crate::codec::SandboxRow::encode(sandbox);
+            async fn insert_sandbox(&self, s: &::stacyvm_core::Sandbox) -> $crate::sql::Done {
+                let row = $crate::codec::SandboxRow::encode(s);
+                let what = format!("sandbox {}", s.id);
                 self.run($crate::sql::insert(row, $json), "inserting", &what)
                     .await?;
                 Ok(())
             }
 
-            async fn update_sandbox(
-                &self,
-                sandbox: &::stacyvm_core::Sandbox,
-            ) -> Result<(), $crate::StoreError> {
-                let what = format!("sandbox {}", sandbox.id);
-                let row = $crate::codec::SandboxRow::encode(sandbox);
-                let n = self
-                    .run($crate::sql::update(row, $json), "updating", &what)
-                    .await?;
-                $crate::sql::found(n, what)
+            async fn update_sandbox(&self, s: &::stacyvm_core::Sandbox) -> $crate::sql::Done {
+                let row = $crate::codec::SandboxRow::encode(s);
+                let what = format!("sandbox {}", s.id);
+                self.run_on_one($crate::sql::update(row, $json), "updating", what)
+                    .await
             }
 
             async fn get_sandbox(
                 &self,
                 id: &::stacyvm_core::SandboxId,
             ) -> Result<::stacyvm_core::Sandbox, $crate::StoreError> {
-                let qb = $crate::sql::select_one::<_, $crate::codec::SandboxRow>(
-                    $sandbox_select,
-                    id.as_str(),
-                );
-                let row: $crate::codec::SandboxRow = self.row(qb, format!("sandbox {id}")).await?;
+                let what = format!("sandbox {id}");
+                let row: $crate::codec::SandboxRow =
+                    self.row($sandbox_select, id.as_str(), what).await?;
                 row.decode()
             }
 
@@ -311,49 +320,34 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn delete_sandbox(
-                &self,
-                id: &::stacyvm_core::SandboxId,
-            ) -> Result<(), $crate::StoreError> {
-                let what = format!("sandbox {id}");
+            async fn delete_sandbox(&self, id: &::stacyvm_core::SandboxId) -> $crate::sql::Done {
                 let qb = $crate::sql::delete::<_, $crate::codec::SandboxRow>(id.as_str());
-                let n = self.run(qb, "deleting", &what).await?;
-                $crate::sql::found(n, what)
+                self.run_on_one(qb, "deleting", format!("sandbox {id}"))
+                    .await
             }
 
-            async fn create_template(
-                &self,
-                template: &::stacyvm_core::Template,
-            ) -> Result<(), $crate::StoreError> {
-                let what = format!("template {}", template.name);
-                let row = $crate::codec::TemplateRow::encode(template);
+            async fn create_template(&self, t: &::stacyvm_core::Template) -> $crate::sql::Done {
+                let row = $crate::codec::TemplateRow::encode(t);
+                let what = format!("template {}", t.name);
                 self.run($crate::sql::insert(row, $json), "creating", &what)
                     .await?;
                 Ok(())
             }
 
-            async fn update_template(
-                &self,
-                template: &::stacyvm_core::Template,
-            ) -> Result<(), $crate::StoreError> {
-                let what = format!("template {}", template.name);
-                let row = $crate::codec::TemplateRow::encode(template);
-                let n = self
-                    .run($crate::sql::update(row, $json), "updating", &what)
-                    .await?;
-                $crate::sql::found(n, what)
+            async fn update_template(&self, t: &::stacyvm_core::Template) -> $crate::sql::Done {
+                let row = $crate::codec::TemplateRow::encode(t);
+                let what = format!("template {}", t.name);
+                self.run_on_one($crate::sql::update(row, $json), "updating", what)
+                    .await
             }
 
             async fn get_template(
                 &self,
                 name: &str,
             ) -> Result<::stacyvm_core::Template, $crate::StoreError> {
-                let qb = $crate::sql::select_one::<_, $crate::codec::TemplateRow>(
-                    $template_select,
-                    name,
-                );
+                let what = format!("template {name}");
                 let row: $crate::codec::TemplateRow =
-                    self.row(qb, format!("template {name}")).await?;
+                    self.row($template_select, name, what).await?;
                 row.decode()
             }
 
@@ -371,14 +365,13 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn delete_template(&self, name: &str) -> Result<(), $crate::StoreError> {
-                let what = format!("template {name}");
+            async fn delete_template(&self, name: &str) -> $crate::sql::Done {
                 let qb = $crate::sql::delete::<_, $crate::codec::TemplateRow>(name);
-                let n = self.run(qb, "deleting", &what).await?;
-                $crate::sql::found(n, what)
+                self.run_on_one(qb, "deleting", format!("template {name}"))
+                    .await
             }
 
-            async fn ping(&self) -> Result<(), $crate::StoreError> {
+            async fn ping(&self) -> $crate::sql::Done {
                 let qb = ::sqlx::QueryBuilder::<$db>::new("SELECT 1");
                 self.run(qb, "pinging", concat!($driver, " database"))
                     .await?;
