@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::*;
+use crate::Provider;
 
 fn spawn_spec(id: &SandboxId) -> SpawnSpec {
     SpawnSpec {

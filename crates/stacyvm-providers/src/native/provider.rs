@@ -9,21 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId};
+use stacyvm_core::{Capability, ExecOutput, SandboxId};
 use tokio::sync::mpsc;
 
 use super::config::NativeConfig;
 use super::image::ImageStore;
 use super::runtime::Runtime;
 use super::{agent_client, agent_path, cgroup, health, rootfs, spec};
-use crate::hostfs::HostFs;
+use crate::hostfs::{HostFs, HostRooted};
 use crate::{
-    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, ResourceUsage,
-    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
+    SpawnSpec, StreamOptions,
 };
 
 /// Longest path a Unix socket address can hold.
@@ -140,10 +138,6 @@ impl NativeProvider {
         } else {
             ProviderError::NotFound(format!("sandbox {id}"))
         })
-    }
-
-    fn fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
-        Ok(HostFs::new(self.live(id)?.rootfs))
     }
 
     async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
@@ -330,25 +324,21 @@ fn runtime_status(status: &str) -> RuntimeStatus {
     }
 }
 
-#[async_trait]
+impl HostRooted for NativeProvider {
+    fn host_fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
+        Ok(HostFs::new(self.live(id)?.rootfs))
+    }
+}
+
+crate::hostfs::provider_impl! {
+files = std::convert::identity;
 impl Provider for NativeProvider {
     fn name(&self) -> &str {
         "native"
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![
-            Capability::Spawn,
-            Capability::Exec,
-            Capability::ExecStream,
-            Capability::Interactive,
-            Capability::Files,
-            Capability::Console,
-            Capability::Health,
-            Capability::RuntimeInventory,
-            Capability::Container,
-            Capability::ResourceStats,
-        ]
+        crate::capabilities::container()
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -445,49 +435,6 @@ impl Provider for NativeProvider {
         })
     }
 
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        content: Bytes,
-        mode: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        self.fs(id)?.write(path, content, mode).await
-    }
-
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
-        self.fs(id)?.read(path).await
-    }
-
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
-        self.fs(id)?.list(path).await
-    }
-
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
-        self.fs(id)?.stat(path).await
-    }
-
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
-        self.fs(id)?.rename(from, to).await
-    }
-
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
-        self.fs(id)?.chmod(path, mode).await
-    }
-
-    async fn delete_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> Result<(), ProviderError> {
-        self.fs(id)?.delete(path, recursive).await
-    }
-
-    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
-        self.fs(id)?.glob(pattern).await
-    }
-
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         let p = self.live(id)?;
         Ok(tail(&p.console, lines))
@@ -545,4 +492,5 @@ impl Provider for NativeProvider {
         self.live(id)?;
         Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
     }
+}
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -58,22 +61,13 @@ impl Drop for Env {
     /// containers never outlive the test.
     fn drop(&mut self) {
         let p = self.provider.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(Some(left)) = p.inventory().await {
-                    for r in left {
-                        let _ = p.destroy(&r.id).await;
-                    }
+        common::block_on_thread(async move {
+            if let Ok(Some(left)) = p.inventory().await {
+                for r in left {
+                    let _ = p.destroy(&r.id).await;
                 }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 
@@ -135,21 +129,12 @@ pub fn spawn_spec(id: &SandboxId) -> SpawnSpec {
 }
 
 pub fn sh(script: &str) -> ExecSpec {
-    ExecSpec {
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        timeout: Duration::from_secs(30),
-        ..Default::default()
-    }
+    common::sh(script, Duration::from_secs(30))
 }
 
 /// Runs a shell script; returns (exit code, stdout, stderr).
 pub async fn run(p: &NativeProvider, id: &SandboxId, script: &str) -> (i32, String, String) {
-    let o = p.exec(id, &sh(script)).await.unwrap();
-    (
-        o.exit_code,
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::run(p, id, &sh(script)).await
 }
 
 /// Lines of /proc/mounts mentioning `needle`.
