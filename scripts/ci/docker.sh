@@ -4,7 +4,9 @@
 # and the local test image stacyvm-test/busybox:latest (nothing can be pulled
 # from Docker Hub on this network).
 # Usage: scripts/ci/docker.sh          (idempotent; safe to run again)
-# Env:   STACYVM_DOCKERD_LOG  dockerd log file (default /var/log/stacyvm-dockerd.log)
+# Env:   STACYVM_DOCKERD_LOG     dockerd log file (default /var/log/stacyvm-dockerd.log)
+#        STACYVM_BUSYBOX_ROOTFS  busybox rootfs tarball to import (built if missing;
+#                                default /var/tmp/stacyvm-busybox-rootfs.tar)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 log=${STACYVM_DOCKERD_LOG:-/var/log/stacyvm-dockerd.log}
@@ -46,7 +48,9 @@ if ! $docker info >/dev/null 2>&1; then
   # with that; systemd is not running so its cgroup driver cannot be used.
   # iptables/bridge are not needed (sandboxes run with network "none"), and
   # setting them up fails in some containers, so they are disabled.
-  rm -f /var/run/docker.pid
+  # Stale pid files from a daemon that was killed: dockerd would take a
+  # reused pid for a live containerd and wait for it forever.
+  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
   nohup /usr/sbin/dockerd \
     --exec-opt native.cgroupdriver=cgroupfs \
     --iptables=false --ip6tables=false --bridge=none \
@@ -63,7 +67,7 @@ if ! $docker info >/dev/null 2>&1; then
 fi
 
 if ! $docker image inspect "$image" >/dev/null 2>&1; then
-  tarball=/var/tmp/stacyvm-busybox-rootfs.tar
+  tarball=${STACYVM_BUSYBOX_ROOTFS:-/var/tmp/stacyvm-busybox-rootfs.tar}
   "$here/busybox-rootfs.sh" "$tarball"
   $docker import \
     --change 'CMD ["/bin/sh"]' \

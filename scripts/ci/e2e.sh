@@ -36,8 +36,8 @@ log() { printf '[e2e] %s\n' "$*" >&2; }
 if [[ ! -x /usr/bin/chromium ]]; then
   log "installing chromium and chromium-driver from Debian"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq chromium chromium-driver >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver >/dev/null
 fi
 /usr/bin/chromium --version >&2 2>/dev/null || true
 

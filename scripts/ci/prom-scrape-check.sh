@@ -12,7 +12,9 @@
 # env:
 #   STACYVM_API_KEY   sent as `X-API-Key` by curl and as
 #                     `Authorization: Bearer` by Prometheus (Prometheus 2.42,
-#                     Debian 12, cannot send custom headers)
+#                     Debian 12, cannot send custom headers), so the scrape
+#                     only works if the server accepts the bearer form; test
+#                     servers run with auth off
 #   PROM_METRIC       histogram to query (default
 #                     stacyvm_operation_duration_seconds)
 #   PROM_WAIT_SECS    how long to wait for scrapes (default 30)
@@ -159,6 +161,14 @@ import json, re, sys, urllib.parse, urllib.request
 dash_path, api, metrics_path = sys.argv[1:4]
 exposed = set()
 for line in open(metrics_path):
+    if line.startswith("# TYPE "):
+        # A declared family counts as exposed even with no series yet
+        # (per-sandbox gauges on a server without sandboxes).
+        name, kind = line.split()[2:4]
+        exposed.add(name)
+        if kind == "histogram":
+            exposed.update(name + s for s in ("_bucket", "_sum", "_count"))
+        continue
     if line.startswith("#") or not line.strip():
         continue
     exposed.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))

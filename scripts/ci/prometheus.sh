@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs Prometheus (server + promtool) for the observability tests.
+# Installs Prometheus (server + promtool), plus curl and python3 that
+# scripts/ci/prom-scrape-check.sh uses, for the observability tests.
 #
 # Idempotent; works on a fresh Debian 12 as root. It only installs the
 # package: the Debian service is stopped and disabled so nothing scrapes or
@@ -7,8 +8,9 @@
 # scripts/ci/prom-scrape-check.sh.
 set -euo pipefail
 
-if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
-    echo "prometheus.sh: promtool and prometheus already installed"
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
+    && command -v curl >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+    echo "prometheus.sh: promtool, prometheus, curl and python3 already installed"
     exit 0
 fi
 
@@ -24,7 +26,7 @@ if [ ! -e "$policy" ]; then
     chmod +x "$policy"
     created_policy=1
 fi
-apt-get install "${apt_opts[@]}" prometheus
+apt-get install "${apt_opts[@]}" prometheus curl python3 ca-certificates
 if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
 
 # Never leave a global Prometheus running (no systemd in CI containers:

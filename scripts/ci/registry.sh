@@ -132,13 +132,6 @@ build_layout() {
     --config.cmd /bin/sh --config.cmd -c --config.cmd "echo hi" \
     --config.entrypoint /bin/env --config.workingdir /data --config.user 1000:1001
 
-  if [ "${STACYVM_CI_DEBIAN:-0}" = 1 ]; then
-    log "building debian minbase (slow)"
-    mmdebstrap --quiet --variant=minbase bookworm "$work/debian.tar"
-    umoci new --image "$tmp_layout:debian"
-    umoci raw add-layer --image "$tmp_layout:debian" "$work/debian.tar"
-    umoci config --image "$tmp_layout:debian" "${env[@]}" --config.cmd /bin/bash
-  fi
   umoci gc --layout "$tmp_layout"
   mv "$tmp_layout" "$layout"
   rm -rf "$work"
@@ -146,7 +139,26 @@ build_layout() {
   rm -f "$STATE/pushed-"*
 }
 
-# push TAG REPO:TAG [extra skopeo args]
+# Optional (STACYVM_CI_DEBIAN=1): a Debian minbase, in its own layout so
+# turning it on does not rebuild the others. Takes a few minutes.
+build_debian() {
+  local layout=$IMAGES/oci-debian work
+  [ -f "$layout/index.json" ] && return 0
+  log "building debian minbase with mmdebstrap (slow)"
+  work=$(mktemp -d)
+  mmdebstrap --quiet --variant=minbase bookworm "$work/debian.tar"
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:debian"
+  umoci raw add-layer --image "$work/oci:debian" "$work/debian.tar"
+  umoci config --image "$work/oci:debian" \
+    --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    --config.cmd /bin/bash
+  umoci gc --layout "$work/oci"
+  mv "$work/oci" "$layout"
+  rm -rf "$work"
+}
+
+# push LAYOUT:TAG REPO:TAG [extra skopeo args]
 push() {
   local tag=$1 dest=$2
   shift 2
@@ -156,7 +168,7 @@ push() {
     local creds=()
     [ "$port" = 5001 ] && creds=(--dest-creds "$AUTH_USER:$AUTH_PASS")
     skopeo copy --quiet --dest-tls-verify=false "${creds[@]}" "$@" \
-      "oci:$IMAGES/oci:$tag" "docker://127.0.0.1:$port/$dest"
+      "oci:$tag" "docker://127.0.0.1:$port/$dest"
     touch "$stamp"
   done
 }
@@ -174,11 +186,12 @@ main() {
   if ! skopeo inspect --tls-verify=false "docker://127.0.0.1:5000/stacyvm-test/busybox:latest" >/dev/null 2>&1; then
     rm -f "$STATE/pushed-"*
   fi
-  push busybox stacyvm-test/busybox:latest
-  push layers stacyvm-test/layers:latest
-  push layers stacyvm-test/layers-docker:latest --format v2s2
-  if [ -d "$IMAGES/oci" ] && grep -q '"debian"' "$IMAGES/oci/index.json"; then
-    push debian stacyvm-test/debian:bookworm
+  push "$IMAGES/oci:busybox" stacyvm-test/busybox:latest
+  push "$IMAGES/oci:layers" stacyvm-test/layers:latest
+  push "$IMAGES/oci:layers" stacyvm-test/layers-docker:latest --format v2s2
+  if [ "${STACYVM_CI_DEBIAN:-0}" = 1 ]; then
+    build_debian
+    push "$IMAGES/oci-debian:debian" stacyvm-test/debian:bookworm
   fi
   cat >"$STATE/registry.env" <<EOF
 export STACYVM_TEST_REGISTRY=127.0.0.1:5000
@@ -186,6 +199,7 @@ export STACYVM_TEST_REGISTRY_AUTH=127.0.0.1:5001
 export STACYVM_TEST_REGISTRY_USER=$AUTH_USER
 export STACYVM_TEST_REGISTRY_PASSWORD=$AUTH_PASS
 export STACYVM_TEST_IMAGES=$IMAGES
+export STACYVM_TEST_DEBIAN=${STACYVM_CI_DEBIAN:-0}
 EOF
   log "ready; environment in $STATE/registry.env"
 }

@@ -275,3 +275,13 @@ fn runs_under_a_tty_with_resize() {
     assert!(all.contains("x=abc"), "{all}");
     assert_eq!(o.exit.exit_code, 0);
 }
+
+#[test]
+fn missing_workdir_is_reported() {
+    let a = start();
+    let mut req = request(&["true"]);
+    req.workdir = "/no/such/dir".into();
+    let o = exec(&a.sock, req);
+    assert_eq!(o.exit.exit_code, 126);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("workdir /no/such/dir"));
+}

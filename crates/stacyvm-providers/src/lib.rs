@@ -4,6 +4,8 @@
 //! every implementation.
 #![deny(unsafe_code)]
 
+#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
+mod capabilities;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;

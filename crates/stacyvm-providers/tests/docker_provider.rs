@@ -141,6 +141,34 @@ async fn timeout_kills_the_process_tree(runtime: &str) {
     assert!(!has_process(&p, &g.id, "sleep 4545").await);
 }
 
+async fn timeout_holds_when_the_reader_stalls(runtime: &str) {
+    let Some(p) = provider(runtime).await else {
+        return;
+    };
+    let g = spawn(&p).await;
+    let mut spec = sh("yes stacyvm-flood");
+    spec.timeout = Duration::from_secs(1);
+    let s = p
+        .exec_stream(&g.id, &spec, StreamOptions::default())
+        .await
+        .unwrap();
+    // Read nothing for a while: the deadline must still fire.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while has_process(&p, &g.id, "yes stacyvm-flood").await {
+        assert!(Instant::now() < deadline, "command outlived its timeout");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut rx = s.output;
+    let mut timed_out = false;
+    while let Some(ev) = rx.recv().await {
+        if let ExecEvent::Exit { timed_out: t, .. } = ev {
+            timed_out = t;
+        }
+    }
+    assert!(timed_out);
+}
+
 async fn dropping_the_stream_kills_the_command(runtime: &str) {
     let Some(p) = provider(runtime).await else {
         return;
@@ -479,9 +507,38 @@ macro_rules! per_runtime {
 per_runtime!(
     lifecycle_exec_and_destroy,
     timeout_kills_the_process_tree,
+    timeout_holds_when_the_reader_stalls,
     dropping_the_stream_kills_the_command,
     interactive_tty_stdin_and_signals,
     files_round_trip_safely,
     security_defaults,
     inventory_logs_and_usage,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_rootfs_keeps_tmp_and_workspace_writable() {
+    let Some(p) = provider_with(stacyvm_providers::docker::DockerConfig {
+        read_only_rootfs: true,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let g = spawn(&p).await;
+    let (code, _, _) = run(&p, &g.id, "touch /etc/x").await;
+    assert_ne!(code, 0, "the image must be read-only");
+    let (code, _, err) = run(&p, &g.id, "touch /tmp/x /workspace/y").await;
+    assert_eq!(code, 0, "{err}");
+    p.write_file(&g.id, "/workspace/d/z.txt", Bytes::from_static(b"rw"), None)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&p, &g.id, "/workspace/d/z.txt").await, b"rw");
+    let (_, out, _) = run(&p, &g.id, "cat /workspace/d/z.txt").await;
+    assert_eq!(out, "rw");
+    assert!(
+        p.write_file(&g.id, "/etc/z", Bytes::from_static(b"x"), None)
+            .await
+            .is_err()
+    );
+}

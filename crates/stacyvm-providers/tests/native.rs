@@ -20,6 +20,7 @@ async fn spawn_exec_files_destroy() {
     p.spawn(&spawn_spec(&id)).await.unwrap();
     eprintln!("spawn took {:?}", t.elapsed());
     assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Running);
+    eprintln!("{:?}", mounts_with(id.as_str()));
 
     let t = Instant::now();
     let (code, out, _) = run(p, &id, "echo hello; hostname").await;

@@ -19,7 +19,8 @@ async fn sandboxes_survive_a_provider_restart_and_are_readopted() {
     env.provider.spawn(&spawn_spec(&id)).await.unwrap();
     run(&env.provider, &id, "echo kept > /workspace/state").await;
     let config = env.provider.config().clone();
-    drop(env.provider);
+    // The first provider is no longer used from here on, as if its server
+    // had stopped (its sandbox keeps running).
 
     // A new provider on the same data dir, as after a server restart.
     let images = ImageStore::open(env.dir.path().join("images"), ImageConfig::default()).unwrap();
@@ -44,9 +45,11 @@ fn p50(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-fn agent_processes() -> usize {
+/// Host pids of sandbox agents whose sandbox id is in `ids` (the agent's
+/// environment holds `HOSTNAME=<id>`).
+fn agent_processes(ids: &[SandboxId]) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
     entries
         .flatten()
@@ -54,7 +57,14 @@ fn agent_processes() -> usize {
             std::fs::read(e.path().join("cmdline"))
                 .is_ok_and(|c| c.starts_with(b"/.stacyvm/agent\0"))
         })
-        .count()
+        .filter(|e| {
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let env = String::from_utf8_lossy(&env);
+            ids.iter()
+                .any(|id| env.contains(&format!("HOSTNAME={id}\0")))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Spawn/exec/destroy cycles leave no mount, cgroup, process, runtime
@@ -69,7 +79,6 @@ async fn spawn_destroy_cycles_leak_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
     let data = p.config().data_dir.clone();
-    let agents_before = agent_processes();
     let mut ids = Vec::new();
     let (mut spawn_t, mut exec_t, mut destroy_t) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cycles {
@@ -111,6 +120,10 @@ async fn spawn_destroy_cycles_leak_nothing() {
         runtime_left.is_empty(),
         "runtime state left: {runtime_left:?}"
     );
-    assert_eq!(agent_processes(), agents_before, "agent processes left");
+    assert_eq!(
+        agent_processes(&ids),
+        Vec::<String>::new(),
+        "agent processes left"
+    );
     assert!(p.inventory().await.unwrap().unwrap().is_empty());
 }

@@ -5,6 +5,7 @@
 //!   1,000 sandboxes in at most 20 ms).
 #![allow(missing_docs)]
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use stacyvm_core::{Capability, ProviderHealth, SandboxState};
+use stacyvm_core::{Capability, ProviderHealth, Sandbox, SandboxId, SandboxState};
+use stacyvm_providers::ResourceUsage;
 use stacyvm_server::obs::prometheus::{ScrapeSnapshot, render};
 use stacyvm_server::obs::{
-    EventStats, Operation, OperationMetrics, ProcessStats, SandboxCount, SandboxResources,
+    EventStats, Operation, OperationMetrics, ProcessStats, ResourceCache, SandboxCount,
+    SandboxResources,
 };
 
 fn record_single(c: &mut Criterion) {
@@ -164,6 +167,39 @@ fn render_scrape(c: &mut Criterion) {
     });
     g.finish();
 
+    // The whole scrape path minus HTTP and the manager's sandbox list: read
+    // the resource cache and the recorder, read /proc, render.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let cache = ResourceCache::new();
+    let template = snapshot(1_000);
+    let sandboxes: Vec<Sandbox> = template
+        .sandbox_resources
+        .iter()
+        .map(|r| sandbox_record(&r.sandbox, &r.provider))
+        .collect();
+    rt.block_on(cache.refresh(
+        sandboxes,
+        |_| async {
+            Ok::<_, String>(Some(ResourceUsage {
+                cpu_seconds: 12.5,
+                memory_bytes: 50_000_000,
+                pids: 4,
+            }))
+        },
+        16,
+        Duration::from_secs(1),
+    ));
+    let metrics = OperationMetrics::new();
+    for p in ["docker", "native", "mock"] {
+        for op in Operation::ALL {
+            metrics.record(op, p, Duration::from_micros(700), Ok(()));
+        }
+    }
+    g_scrape(c, &template, &cache, &metrics);
+
     // Gathering process figures is part of every scrape too.
     c.bench_function("process_stats_collect", |b| b.iter(ProcessStats::collect));
     let start = Instant::now();
@@ -172,6 +208,48 @@ fn render_scrape(c: &mut Criterion) {
         "building a 1000-sandbox snapshot (bench setup) took {:?}",
         start.elapsed()
     );
+}
+
+fn sandbox_record(id: &str, provider: &str) -> Sandbox {
+    let now = Utc::now();
+    Sandbox {
+        id: SandboxId::parse(id).expect("valid id"),
+        state: SandboxState::Running,
+        provider: provider.to_owned(),
+        image: "alpine".to_owned(),
+        memory_mb: 64,
+        vcpus: 1,
+        owner_id: None,
+        created_at: now,
+        expires_at: now,
+        metadata: BTreeMap::new(),
+        preview_domain: None,
+        template: None,
+        error: None,
+    }
+}
+
+fn g_scrape(
+    c: &mut Criterion,
+    template: &ScrapeSnapshot,
+    cache: &ResourceCache,
+    metrics: &OperationMetrics,
+) {
+    c.bench_function("scrape_path/1000_sandboxes", |b| {
+        b.iter(|| {
+            let snap = ScrapeSnapshot {
+                version: template.version.clone(),
+                uptime: template.uptime,
+                process: Some(ProcessStats::collect()),
+                sandboxes: template.sandboxes.clone(),
+                providers: template.providers.clone(),
+                events: template.events,
+                operations: metrics.snapshot(),
+                sandbox_resources: cache.snapshot(),
+            };
+            render(snap).expect("render")
+        })
+    });
 }
 
 criterion_group!(benches, record_single, record_contended, render_scrape);

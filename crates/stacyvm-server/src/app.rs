@@ -208,6 +208,12 @@ impl App {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, default_provider = %self.manager.default_provider(), "stacyvm listening");
         }
+        let manager = self.manager.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Stop background work and end event streams before draining.
+            manager.shutdown();
+        };
         let result = api::serve(listener, self.router, shutdown, grace).await;
         self.manager.shutdown();
         for t in tasks {

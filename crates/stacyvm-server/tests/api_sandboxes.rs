@@ -424,3 +424,42 @@ async fn state_survives_restart() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn cors_follows_config() {
+    let s = TestServer::start_with(|c| c.server.cors_origins = vec!["http://dash.example".into()])
+        .await;
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/sandboxes"))
+        .header("origin", "http://dash.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-api-key,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.example"
+    );
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    s.stop().await;
+    // No origins configured: no CORS headers at all.
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .header("origin", "http://dash.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    s.stop().await;
+}

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use stacyvm_core::{OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
 mod codec;
+#[macro_use]
+mod sql;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod memory;

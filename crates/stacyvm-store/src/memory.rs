@@ -81,7 +81,10 @@ impl Store for MemoryStore {
         let m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<Sandbox> = m
             .values()
-            .filter(|s| f.include_destroyed || s.state != SandboxState::Destroyed)
+            // An explicit state filter wins over `include_destroyed`, as in SQL.
+            .filter(|s| {
+                f.state.is_some() || f.include_destroyed || s.state != SandboxState::Destroyed
+            })
             .filter(|s| {
                 f.owner
                     .as_ref()

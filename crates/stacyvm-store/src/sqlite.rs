@@ -4,16 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_trait::async_trait;
+use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
-use stacyvm_core::{Sandbox, SandboxId, Template};
 
-use crate::codec::{SandboxRow, TemplateRow, db_error, push_filter};
-use crate::{SandboxFilter, Store, StoreError};
+use crate::StoreError;
+use crate::sql::{SANDBOX_COLUMNS, TEMPLATE_COLUMNS};
 
 #[cfg(test)]
 mod tests;
@@ -28,11 +26,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in a file-backed pool. WAL lets readers run beside the one
 /// writer; more connections than that only add lock contention.
 const FILE_POOL_SIZE: u32 = 4;
-
-const SANDBOX_COLUMNS: &str = "id, state, provider, image, memory_mb, vcpus, owner_id, \
-     created_at, expires_at, metadata, preview_domain, template, error";
-const TEMPLATE_COLUMNS: &str =
-    "name, image, provider, memory_mb, vcpus, ttl, metadata, created_at, updated_at";
 
 /// A [`Store`] kept in an SQLite database.
 #[derive(Debug, Clone)]
@@ -119,192 +112,11 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn driver(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn insert_sandbox(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        let what = format!("sandbox {}", sandbox.id);
-        let r = SandboxRow::encode(sandbox);
-        sqlx::query(&format!(
-            "INSERT INTO sandboxes ({SANDBOX_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(r.id)
-        .bind(r.state)
-        .bind(r.provider)
-        .bind(r.image)
-        .bind(r.memory_mb)
-        .bind(r.vcpus)
-        .bind(r.owner_id)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .bind(r.metadata)
-        .bind(r.preview_domain)
-        .bind(r.template)
-        .bind(r.error)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("inserting", &what, e))?;
-        Ok(())
-    }
-
-    async fn update_sandbox(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        let what = format!("sandbox {}", sandbox.id);
-        let r = SandboxRow::encode(sandbox);
-        let done = sqlx::query(
-            "UPDATE sandboxes SET state = ?, provider = ?, image = ?, memory_mb = ?, \
-             vcpus = ?, owner_id = ?, created_at = ?, expires_at = ?, metadata = ?, \
-             preview_domain = ?, template = ?, error = ? WHERE id = ?",
-        )
-        .bind(r.state)
-        .bind(r.provider)
-        .bind(r.image)
-        .bind(r.memory_mb)
-        .bind(r.vcpus)
-        .bind(r.owner_id)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .bind(r.metadata)
-        .bind(r.preview_domain)
-        .bind(r.template)
-        .bind(r.error)
-        .bind(r.id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("updating", &what, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(what));
-        }
-        Ok(())
-    }
-
-    async fn get_sandbox(&self, id: &SandboxId) -> Result<Sandbox, StoreError> {
-        let what = format!("sandbox {id}");
-        let row: Option<SandboxRow> = sqlx::query_as(&format!(
-            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE id = ?"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| db_error("reading", &what, e))?;
-        row.ok_or(StoreError::NotFound(what))?.decode()
-    }
-
-    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>, StoreError> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes"));
-        push_filter(&mut qb, filter);
-        qb.push(" ORDER BY created_at, id");
-        let rows: Vec<SandboxRow> = qb
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db_error("listing", "sandboxes", e))?;
-        rows.into_iter().map(SandboxRow::decode).collect()
-    }
-
-    async fn delete_sandbox(&self, id: &SandboxId) -> Result<(), StoreError> {
-        let what = format!("sandbox {id}");
-        let done = sqlx::query("DELETE FROM sandboxes WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_error("deleting", &what, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(what));
-        }
-        Ok(())
-    }
-
-    async fn create_template(&self, template: &Template) -> Result<(), StoreError> {
-        let what = format!("template {}", template.name);
-        let r = TemplateRow::encode(template);
-        sqlx::query(&format!(
-            "INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(r.name)
-        .bind(r.image)
-        .bind(r.provider)
-        .bind(r.memory_mb)
-        .bind(r.vcpus)
-        .bind(r.ttl)
-        .bind(r.metadata)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("creating", &what, e))?;
-        Ok(())
-    }
-
-    async fn update_template(&self, template: &Template) -> Result<(), StoreError> {
-        let what = format!("template {}", template.name);
-        let r = TemplateRow::encode(template);
-        let done = sqlx::query(
-            "UPDATE templates SET image = ?, provider = ?, memory_mb = ?, vcpus = ?, \
-             ttl = ?, metadata = ?, created_at = ?, updated_at = ? WHERE name = ?",
-        )
-        .bind(r.image)
-        .bind(r.provider)
-        .bind(r.memory_mb)
-        .bind(r.vcpus)
-        .bind(r.ttl)
-        .bind(r.metadata)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .bind(r.name)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db_error("updating", &what, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(what));
-        }
-        Ok(())
-    }
-
-    async fn get_template(&self, name: &str) -> Result<Template, StoreError> {
-        let what = format!("template {name}");
-        let row: Option<TemplateRow> = sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE name = ?"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| db_error("reading", &what, e))?;
-        row.ok_or(StoreError::NotFound(what))?.decode()
-    }
-
-    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
-        let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_error("listing", "templates", e))?;
-        rows.into_iter().map(TemplateRow::decode).collect()
-    }
-
-    async fn delete_template(&self, name: &str) -> Result<(), StoreError> {
-        let what = format!("template {name}");
-        let done = sqlx::query("DELETE FROM templates WHERE name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_error("deleting", &what, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(what));
-        }
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_error("pinging", "sqlite database", e))?;
-        Ok(())
-    }
-}
+sql_store!(
+    SqliteStore,
+    driver: "sqlite",
+    db: Sqlite,
+    json_cast: "",
+    sandbox_select: SANDBOX_COLUMNS,
+    template_select: TEMPLATE_COLUMNS,
+);

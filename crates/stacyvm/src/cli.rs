@@ -56,6 +56,14 @@ pub enum Command {
     /// Move files in and out of a sandbox.
     #[command(subcommand)]
     Files(client::FilesCommand),
+    /// Manage the native provider's image cache (pull, list, rm, import, gc).
+    Image {
+        /// Config file (for the data directory and registry settings).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: crate::image_cmd::ImageCommand,
+    },
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -108,6 +116,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => client::list(&cli.conn, args).await,
         Command::Kill { ids } => client::kill(&cli.conn, &ids).await,
         Command::Files(cmd) => client::files(&cli.conn, cmd).await,
+        Command::Image { config, cmd } => serve::image(config.as_deref(), cmd)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Config(cmd) => serve::config(cmd).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(&cli.conn, args).await,
         Command::Version => {

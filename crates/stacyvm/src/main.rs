@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod client;
+mod image_cmd;
 mod serve;
 
 use clap::Parser;

@@ -17,6 +17,7 @@ fn init_logging(config: &Config) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if config.logging.format == "json" {
         builder.json().init();
@@ -73,6 +74,20 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown signal received; draining");
+}
+
+/// `stacyvm image ...` on the image store the native provider uses.
+pub async fn image(
+    config: Option<&std::path::Path>,
+    cmd: crate::image_cmd::ImageCommand,
+) -> Result<()> {
+    let (config, _) = load(config)?;
+    let store = stacyvm_providers::native::image::ImageStore::open(
+        config.providers.native.data_dir.join("images"),
+        config.images.clone(),
+    )
+    .context("cannot open the image store")?;
+    crate::image_cmd::run(cmd, &store).await
 }
 
 pub fn config(cmd: ConfigCommand) -> Result<()> {

@@ -100,6 +100,12 @@ pub fn spawn(
         });
     };
 
+    if !Path::new(cwd).is_dir() {
+        return Err(SpawnError {
+            message: format!("workdir {cwd}: no such directory"),
+            exit_code: 126,
+        });
+    }
     let c_program = cstring(program.as_os_str().as_bytes(), "command")?;
     let c_argv: Vec<CString> = argv
         .iter()

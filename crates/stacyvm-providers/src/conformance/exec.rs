@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stacyvm_core::{Capability, ExecMode, ExecRequest, SandboxId, StreamKind};
+use tokio::sync::mpsc;
 
 use super::{ALIVE_FN, Harness, QUICK, mkdir, read_all, sh, spec, with_sandbox};
 use crate::{ExecEvent, ExecInput, ExecSession, ProviderError, StreamOptions};
@@ -370,17 +371,7 @@ pub async fn case_stdin_and_signal(h: &Harness) {
         );
         assert_eq!(exit, (0, false));
 
-        let session = h
-            .provider
-            .exec_stream(
-                &id,
-                &spec(&["/bin/sh", "-c", "echo ready; exec sleep 300"], "", QUICK),
-                opts,
-            )
-            .await
-            .unwrap();
-        let input = session.input.clone().expect("stdin sender");
-        let mut output = session.output;
+        let (input, mut output) = start_sleeper(h, &id, opts).await;
         match tokio::time::timeout(Duration::from_secs(30), output.recv()).await {
             Ok(Some(ExecEvent::Output(StreamKind::Stdout, _))) => {}
             other => panic!("[{name}] waiting for ready: {other:?}"),
@@ -389,17 +380,105 @@ pub async fn case_stdin_and_signal(h: &Harness) {
             .send(ExecInput::Signal("SIGTERM".into()))
             .await
             .unwrap();
-        let started = Instant::now();
-        let events = collect(ExecSession {
-            input: None,
-            output,
-        })
-        .await;
-        let (_, (code, timed_out)) = split_events(name, &events);
-        assert!(!timed_out && code != 0, "[{name}] SIGTERM: exit {code}");
-        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_interrupted(name, output, "SIGTERM").await;
     })
     .await;
+}
+
+/// Under a TTY the command sees a terminal of the asked size, and ^C typed
+/// into it interrupts it. Skipped by providers without
+/// [`Capability::Interactive`] or that answer `Unsupported` for a TTY.
+pub async fn case_tty(h: &Harness) {
+    if !h.provider.capabilities().contains(&Capability::Interactive) {
+        eprintln!("[{}] not interactive: tty case skipped", h.provider.name());
+        return;
+    }
+    with_sandbox(h, |id| async move {
+        let name = h.provider.name();
+        let opts = StreamOptions {
+            stdin: true,
+            tty: Some(crate::TtySize { cols: 91, rows: 37 }),
+        };
+        let script = "test -t 0 && test -t 1 && echo is-a-tty; stty size";
+        let session = match h
+            .provider
+            .exec_stream(&id, &spec(&["/bin/sh", "-c", script], "", QUICK), opts)
+            .await
+        {
+            Err(ProviderError::Unsupported(what)) => {
+                eprintln!("[{name}] tty unsupported ({what}): case skipped");
+                return;
+            }
+            r => r.unwrap(),
+        };
+        let events = collect(session).await;
+        let (chunks, exit) = split_events(name, &events);
+        let text: String = chunks.iter().map(|c| c.1.as_str()).collect();
+        assert!(
+            text.contains("is-a-tty"),
+            "[{name}] not a terminal: {text:?}"
+        );
+        assert!(text.contains("37 91"), "[{name}] terminal size: {text:?}");
+        assert_eq!(exit, (0, false));
+
+        let (input, mut output) = start_sleeper(h, &id, opts).await;
+        let mut seen = String::new();
+        while !seen.contains("ready") {
+            match tokio::time::timeout(Duration::from_secs(30), output.recv()).await {
+                Ok(Some(ExecEvent::Output(_, data))) => {
+                    seen.push_str(&String::from_utf8_lossy(&data))
+                }
+                other => panic!("[{name}] waiting for ready: {other:?}"),
+            }
+        }
+        input
+            .send(ExecInput::Resize(crate::TtySize {
+                cols: 120,
+                rows: 40,
+            }))
+            .await
+            .unwrap();
+        input
+            .send(ExecInput::Stdin(Bytes::from_static(b"\x03")))
+            .await
+            .unwrap();
+        assert_interrupted(name, output, "^C").await;
+    })
+    .await;
+}
+
+/// Starts `echo ready; exec sleep 300` with `opts` (stdin or a TTY); returns
+/// its input sender and output.
+async fn start_sleeper(
+    h: &Harness,
+    id: &SandboxId,
+    opts: StreamOptions,
+) -> (mpsc::Sender<ExecInput>, mpsc::Receiver<ExecEvent>) {
+    let session = h
+        .provider
+        .exec_stream(
+            id,
+            &spec(&["/bin/sh", "-c", "echo ready; exec sleep 300"], "", QUICK),
+            opts,
+        )
+        .await
+        .unwrap();
+    let input = session.input.clone().expect("input sender");
+    (input, session.output)
+}
+
+/// The rest of `output` ends within 10s in a non-zero exit that is not a
+/// timeout: `what` (a signal or ^C) interrupted the command.
+async fn assert_interrupted(name: &str, output: mpsc::Receiver<ExecEvent>, what: &str) {
+    let started = Instant::now();
+    let events = collect(ExecSession {
+        input: None,
+        output,
+    })
+    .await;
+    let (_, (code, timed_out)) = split_events(name, &events);
+    assert!(!timed_out && code != 0, "[{name}] {what}: exit {code}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub use self::escape::{case_path_escape_dot_dot, case_symlink_escape};
 pub use self::exec::{
     case_env_and_workdir, case_exec_argv_is_literal, case_exec_shell, case_nonzero_exit,
     case_stderr_captured, case_stdin_and_signal, case_stream_drop_kills_command, case_stream_order,
-    case_stream_timeout, case_timeout_kills_process_tree,
+    case_stream_timeout, case_timeout_kills_process_tree, case_tty,
 };
 pub use self::files::{
     case_file_binary_content, case_file_chmod, case_file_delete, case_file_exec_visibility,
@@ -74,6 +74,7 @@ pub async fn run_all(h: &Harness) {
     case_stream_timeout(h).await;
     case_stream_drop_kills_command(h).await;
     case_stdin_and_signal(h).await;
+    case_tty(h).await;
     case_file_binary_content(h).await;
     case_file_large(h).await;
     case_file_write_creates_parents_and_mode(h).await;
@@ -108,6 +109,7 @@ macro_rules! conformance_tests {
             case_stream_timeout,
             case_stream_drop_kills_command,
             case_stdin_and_signal,
+            case_tty,
             case_file_binary_content,
             case_file_large,
             case_file_write_creates_parents_and_mode,

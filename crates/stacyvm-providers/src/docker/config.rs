@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Where the daemon listens when neither the config nor `DOCKER_HOST` says.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
@@ -11,7 +11,7 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "snake_case")]
 pub struct DockerConfig {
-    /// Registers the provider with the server (it may still be unhealthy).
+    /// Whether the server builds this provider (the provider ignores it).
     pub enabled: bool,
     /// Daemon address: `unix:///path` or `tcp://host:port`. Unset: the
     /// `DOCKER_HOST` environment variable, else [`DEFAULT_SOCKET`].
@@ -116,16 +116,23 @@ impl fmt::Debug for DockerConfig {
     }
 }
 
-/// Registry credentials for pulls. Never logged: `Debug` redacts them.
+/// Registry credentials for pulls. Never logged: `Debug` and `Serialize`
+/// (config dumps) redact them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct RegistryAuth {
+    #[serde(serialize_with = "redacted")]
     pub username: String,
+    #[serde(serialize_with = "redacted")]
     pub password: String,
     /// Registry address, e.g. `registry.example.com:5000`; empty means the
     /// daemon's default registry.
     #[serde(default)]
     pub server: String,
+}
+
+fn redacted<S: Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
 }
 
 impl fmt::Debug for RegistryAuth {
@@ -166,10 +173,14 @@ mod tests {
             r#"{"registry":{"username":"alice","password":"hunter2","server":"r.example:5000"}}"#,
         )
         .expect("config parses");
-        let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(!shown.contains("alice"), "{shown}");
-        assert!(shown.contains("r.example:5000"), "{shown}");
+        for shown in [
+            format!("{c:?}"),
+            serde_json::to_string(&c).expect("config serializes"),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("alice"), "{shown}");
+            assert!(shown.contains("r.example:5000"), "{shown}");
+        }
     }
 
     #[test]

@@ -30,8 +30,9 @@ use crate::{ExecEvent, ExecInput, ExecSession, ExecSpec, ProviderError, StreamOp
 /// Environment variable that marks every process of one exec.
 pub const EXEC_TOKEN_VAR: &str = "STACYVM_EXEC_ID";
 
-/// How long to wait for output still in flight after killing a tree.
-const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
+/// How long output may keep flowing after a tree was killed (a process
+/// that escaped the kill could hold the stream open forever).
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(15);
 
 /// Signals every process whose environment holds `$1` (the token) with
 /// signal `$2`, repeating up to `$3` rounds while any was found (a tree
@@ -54,7 +55,7 @@ done"#;
 /// A started exec, before its output is pumped.
 struct Started {
     exec_id: String,
-    output: Pin<Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    output: Output,
     input: Pin<Box<dyn AsyncWrite + Send>>,
 }
 
@@ -331,7 +332,47 @@ async fn recv_input(rx: &mut Option<mpsc::Receiver<ExecInput>>) -> Option<ExecIn
     }
 }
 
+type Output =
+    Pin<Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// How long a timed-out command's remaining output may wait for a reader.
+const FORWARD_GRACE: Duration = Duration::from_millis(200);
+
+/// Why the pump stopped forwarding.
+enum End {
+    Finished,
+    TimedOut,
+    Abandoned,
+}
+
 impl Pump {
+    /// Kills the tree while still reading its output. Docker handles the
+    /// exits of one container's execs in order, and an exec's exit waits
+    /// until its output is delivered: an unread stream would stall the
+    /// kill exec itself (and every later exec) behind it.
+    async fn kill_and_drain(&self, output: &mut Output, forward: bool) {
+        let kill = signal_tree(&self.docker, &self.container, &self.token, "KILL");
+        let drain = async {
+            while let Some(Ok(chunk)) = output.next().await {
+                if forward && let Some(ev) = event(chunk) {
+                    let _ = tokio::time::timeout(FORWARD_GRACE, self.tx.send(ev)).await;
+                }
+            }
+        };
+        let _ = tokio::join!(kill, tokio::time::timeout(DRAIN_AFTER_KILL, drain));
+    }
+
+    /// Sends a signal from a task of its own, so output keeps flowing
+    /// while the signalling exec runs (see [`Pump::kill_and_drain`]).
+    fn signal(&self, sig: &'static str) {
+        let (docker, container, token) = (
+            self.docker.clone(),
+            self.container.clone(),
+            self.token.clone(),
+        );
+        tokio::spawn(async move { signal_tree(&docker, &container, &token, sig).await });
+    }
+
     async fn run(self, started: Started, mut in_rx: Option<mpsc::Receiver<ExecInput>>) {
         let Started {
             exec_id,
@@ -346,19 +387,12 @@ impl Pump {
         };
         let deadline = tokio::time::sleep(limit);
         tokio::pin!(deadline);
-        let mut timed_out = false;
-        loop {
+        let end = loop {
             tokio::select! {
                 biased;
-                _ = self.tx.closed() => {
-                    // The caller went away: its command goes with it.
-                    signal_tree(&self.docker, &self.container, &self.token, "KILL").await;
-                    return;
-                }
-                _ = &mut deadline => {
-                    timed_out = true;
-                    break;
-                }
+                // The caller went away: its command goes with it.
+                _ = self.tx.closed() => break End::Abandoned,
+                _ = &mut deadline => break End::TimedOut,
                 msg = recv_input(&mut in_rx) => match msg {
                     Some(ExecInput::Stdin(b)) => {
                         if input.write_all(&b).await.is_ok() {
@@ -370,48 +404,52 @@ impl Pump {
                     }
                     Some(ExecInput::Resize(size)) => resize(&self.docker, &exec_id, size).await,
                     Some(ExecInput::Signal(name)) => match signal_name(&name) {
-                        Some(sig) => signal_tree(&self.docker, &self.container, &self.token, sig).await,
+                        Some(sig) => self.signal(sig),
                         None => tracing::debug!(signal = %name, "ignoring unknown signal"),
                     },
                     None => in_rx = None,
                 },
                 item = output.next() => match item {
                     Some(Ok(chunk)) => {
-                        if let Some(ev) = event(chunk)
-                            && self.tx.send(ev).await.is_err()
-                        {
-                            signal_tree(&self.docker, &self.container, &self.token, "KILL").await;
-                            return;
+                        let Some(ev) = event(chunk) else { continue };
+                        // A reader that stops reading must not keep the
+                        // command alive past its deadline.
+                        tokio::select! {
+                            sent = self.tx.send(ev) => if sent.is_err() {
+                                break End::Abandoned;
+                            },
+                            _ = &mut deadline => break End::TimedOut,
                         }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(container = %self.container, error = %e, "exec output stream failed");
-                        break;
+                        break End::Finished;
                     }
-                    None => break,
+                    None => break End::Finished,
                 },
             }
-        }
-        if timed_out {
-            signal_tree(&self.docker, &self.container, &self.token, "KILL").await;
-            let drain = async {
-                while let Some(Ok(chunk)) = output.next().await {
-                    if let Some(ev) = event(chunk) {
-                        let _ = self.tx.send(ev).await;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_AFTER_KILL, drain).await;
-            let note = format!(
-                "stacyvm: command timed out after {:?}; its process tree was killed\n",
-                self.timeout
-            );
-            let _ = self
-                .tx
-                .send(ExecEvent::Output(StreamKind::Stderr, Bytes::from(note)))
-                .await;
-        }
+        };
+        let timed_out = match end {
+            End::Abandoned => {
+                self.kill_and_drain(&mut output, false).await;
+                return;
+            }
+            End::TimedOut => {
+                self.kill_and_drain(&mut output, true).await;
+                let note = format!(
+                    "stacyvm: command timed out after {:?}; its process tree was killed\n",
+                    self.timeout
+                );
+                let _ = self
+                    .tx
+                    .send(ExecEvent::Output(StreamKind::Stderr, Bytes::from(note)))
+                    .await;
+                true
+            }
+            End::Finished => false,
+        };
         drop(input);
+        drop(output);
         let exit_code = exit_code(&self.docker, &exec_id).await;
         let _ = self
             .tx

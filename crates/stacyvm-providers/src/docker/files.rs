@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bollard::query_parameters::{
     ContainerArchiveInfoOptions, DownloadFromContainerOptions, UploadToContainerOptions,
 };
@@ -21,6 +22,7 @@ use stacyvm_core::{ExecOutput, FileInfo, FileMode, SandboxId};
 use super::archive::{FirstEntry, TarBuilder, TarReader};
 use super::client::is_no_such_container;
 use super::{Inner, container_name, exec};
+use crate::hostfs::SandboxFiles;
 use crate::{ByteStream, ExecSpec, ProviderError};
 
 /// Symlinks followed when reading before giving up.
@@ -155,8 +157,9 @@ impl Inner {
         exec::run(self, id, &spec).await
     }
 
-    /// Maps a helper script's exit status: 3 not found, 4 not a directory,
-    /// 5 directory not empty, 6 is a directory.
+    /// Maps a helper script's exit status: 1-2 the tool refused, 3 not
+    /// found, 4 not a directory, 5 directory not empty, 6 is a directory;
+    /// anything else (126/127: no shell or tool) is the provider's failure.
     fn script_result(out: &ExecOutput, path: &str, op: &str) -> Result<(), ProviderError> {
         match out.exit_code {
             0 => Ok(()),
@@ -170,15 +173,23 @@ impl Inner {
             6 => Err(ProviderError::InvalidInput(format!(
                 "{path} is a directory"
             ))),
+            // mv, mkdir, chmod or rm refused what was asked.
+            1 | 2 => Err(ProviderError::InvalidInput(format!(
+                "{op} {path}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
             c => Err(ProviderError::Other(format!(
                 "{op} {path} failed (exit {c}): {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))),
         }
     }
+}
 
-    pub(crate) async fn write_file(
-        self: &Arc<Self>,
+#[async_trait]
+impl SandboxFiles for Arc<Inner> {
+    async fn write_file(
+        &self,
         id: &SandboxId,
         path: &str,
         content: Bytes,
@@ -234,16 +245,22 @@ impl Inner {
                     missing.push(base_name(&anchor).to_string());
                     anchor = parent(&anchor).to_string();
                 }
+                // The daemon refused the archive: a parent is not a
+                // directory (or a dangling link), a dir is in the way, ...
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                    if message.contains("Error processing tar file") =>
+                {
+                    return Err(ProviderError::InvalidInput(format!(
+                        "cannot write {path}: {}",
+                        message.trim()
+                    )));
+                }
                 Err(e) => return Err(self.file_error(e, id, &path)),
             }
         }
     }
 
-    pub(crate) async fn read_file(
-        self: &Arc<Self>,
-        id: &SandboxId,
-        path: &str,
-    ) -> Result<ByteStream, ProviderError> {
+    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
         let mut path = clean_path(path)?;
         let docker = self.client.get()?;
         let name = container_name(id);
@@ -276,11 +293,7 @@ impl Inner {
         )))
     }
 
-    pub(crate) async fn stat_file(
-        self: &Arc<Self>,
-        id: &SandboxId,
-        path: &str,
-    ) -> Result<FileInfo, ProviderError> {
+    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
         let path = clean_path(path)?;
         let docker = self.client.get()?;
         let opts = ContainerArchiveInfoOptions { path: path.clone() };
@@ -305,11 +318,7 @@ impl Inner {
         })
     }
 
-    pub(crate) async fn list_files(
-        self: &Arc<Self>,
-        id: &SandboxId,
-        path: &str,
-    ) -> Result<Vec<FileInfo>, ProviderError> {
+    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
         let dir = clean_path(path)?;
         // Prints the names NUL-separated, an empty record, then one
         // `SIZE HEXMODE MTIME` line per name (lstat, links not followed).
@@ -325,16 +334,11 @@ printf '%s\0' "$@"
 printf '\0'
 exec stat -c '%s %f %Y' -- "$@""#;
         let out = self.script(id, LIST, &[&dir]).await?;
-        Self::script_result(&out, &dir, "list")?;
+        Inner::script_result(&out, &dir, "list")?;
         parse_listing(&dir, &out.stdout)
     }
 
-    pub(crate) async fn move_file(
-        self: &Arc<Self>,
-        id: &SandboxId,
-        from: &str,
-        to: &str,
-    ) -> Result<(), ProviderError> {
+    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
         let from = clean_path(from)?;
         let to = clean_path(to)?;
         if from == "/" || to == "/" {
@@ -343,15 +347,10 @@ exec stat -c '%s %f %Y' -- "$@""#;
         const MOVE: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 3
 mkdir -p -- "$(dirname -- "$2")" && exec mv -f -- "$1" "$2""#;
         let out = self.script(id, MOVE, &[&from, &to]).await?;
-        Self::script_result(&out, &from, "move")
+        Inner::script_result(&out, &from, "move")
     }
 
-    pub(crate) async fn chmod_file(
-        self: &Arc<Self>,
-        id: &SandboxId,
-        path: &str,
-        mode: u32,
-    ) -> Result<(), ProviderError> {
+    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
         let path = clean_path(path)?;
         if mode > 0o7777 {
             return Err(ProviderError::InvalidInput(format!(
@@ -363,11 +362,11 @@ exec chmod "$2" -- "$1""#;
         let out = self
             .script(id, CHMOD, &[&path, &format!("{mode:04o}")])
             .await?;
-        Self::script_result(&out, &path, "chmod")
+        Inner::script_result(&out, &path, "chmod")
     }
 
-    pub(crate) async fn delete_file(
-        self: &Arc<Self>,
+    async fn delete_file(
+        &self,
         id: &SandboxId,
         path: &str,
         recursive: bool,
@@ -386,14 +385,10 @@ fi"#;
         let out = self
             .script(id, DELETE, &[&path, if recursive { "1" } else { "0" }])
             .await?;
-        Self::script_result(&out, &path, "delete")
+        Inner::script_result(&out, &path, "delete")
     }
 
-    pub(crate) async fn glob(
-        self: &Arc<Self>,
-        id: &SandboxId,
-        pattern: &str,
-    ) -> Result<Vec<String>, ProviderError> {
+    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
         let pat = clean_path(pattern)?;
         let compiled = glob::Pattern::new(&pat)
             .map_err(|e| ProviderError::InvalidInput(format!("bad glob pattern {pattern}: {e}")))?;
@@ -418,7 +413,7 @@ if [ -n "$2" ]; then find "$1/" -mindepth 1 -maxdepth "$2" -print0 2>/dev/null
 else find "$1/" -mindepth 1 -print0 2>/dev/null; fi
 exit 0"#;
         let out = self.script(id, FIND, &[&base, &depth]).await?;
-        Self::script_result(&out, &base, "glob")?;
+        Inner::script_result(&out, &base, "glob")?;
         let opts = glob::MatchOptions {
             case_sensitive: true,
             require_literal_separator: true,

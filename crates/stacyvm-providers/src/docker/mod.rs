@@ -13,16 +13,14 @@ mod lifecycle;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId};
+use stacyvm_core::{Capability, ExecOutput, SandboxId};
 
 pub use config::{DEFAULT_SOCKET, DockerConfig, RegistryAuth};
 pub use exec::EXEC_TOKEN_VAR;
 
 use crate::{
-    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, ResourceUsage,
-    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
+    SpawnSpec, StreamOptions,
 };
 
 /// Prefix of every label the provider sets.
@@ -75,27 +73,22 @@ impl DockerProvider {
     pub fn config(&self) -> &DockerConfig {
         &self.inner.config
     }
+
+    /// Where the file operations of the `Provider` impl go.
+    fn files(&self) -> &Arc<Inner> {
+        &self.inner
+    }
 }
 
-#[async_trait]
+crate::hostfs::provider_impl! {
+files = DockerProvider::files;
 impl Provider for DockerProvider {
     fn name(&self) -> &str {
         &self.inner.name
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![
-            Capability::Spawn,
-            Capability::Exec,
-            Capability::ExecStream,
-            Capability::Interactive,
-            Capability::Files,
-            Capability::Console,
-            Capability::Health,
-            Capability::RuntimeInventory,
-            Capability::Container,
-            Capability::ResourceStats,
-        ]
+        crate::capabilities::container()
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -137,49 +130,6 @@ impl Provider for DockerProvider {
         exec::start(&self.inner, id, spec, options).await
     }
 
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        content: Bytes,
-        mode: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        self.inner.write_file(id, path, content, mode).await
-    }
-
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
-        self.inner.read_file(id, path).await
-    }
-
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
-        self.inner.list_files(id, path).await
-    }
-
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
-        self.inner.stat_file(id, path).await
-    }
-
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
-        self.inner.move_file(id, from, to).await
-    }
-
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
-        self.inner.chmod_file(id, path, mode).await
-    }
-
-    async fn delete_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> Result<(), ProviderError> {
-        self.inner.delete_file(id, path, recursive).await
-    }
-
-    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
-        self.inner.glob(id, pattern).await
-    }
-
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         self.inner.logs(id, lines).await
     }
@@ -195,4 +145,5 @@ impl Provider for DockerProvider {
     async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.inner.resource_usage(id).await
     }
+}
 }

@@ -15,6 +15,8 @@
 
 mod glob;
 mod path;
+#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
+mod rooted;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,10 @@ use crate::{ByteStream, ProviderError};
 
 pub use self::glob::MAX_GLOB_RESULTS;
 pub use self::path::SandboxPath;
+#[cfg(any(feature = "mock", feature = "native"))]
+pub(crate) use self::rooted::HostRooted;
+#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
+pub(crate) use self::rooted::{SandboxFiles, provider_impl};
 
 /// Size of the chunks a read streams.
 pub const READ_CHUNK: usize = 64 * 1024;

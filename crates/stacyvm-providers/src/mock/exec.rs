@@ -16,11 +16,13 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
-use crate::{ExecEvent, ExecInput, ExecSession, ProviderError};
+use crate::{ExecEvent, ExecInput, ExecSession, ProviderError, TtySize};
 
-/// How long output is still collected after the command exits, for
-/// background children that keep its pipes open.
+/// After the command exits, output is still collected until its pipes are
+/// quiet this long (background children may keep them open)...
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// ...or at most this long.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
 
 /// Exit code reported for a command killed by its timeout (128 + SIGKILL).
 pub(super) const TIMEOUT_EXIT_CODE: i32 = 137;
@@ -36,6 +38,8 @@ pub(super) struct Launch {
     /// `Duration::ZERO` means no timeout.
     pub timeout: Duration,
     pub stdin: bool,
+    /// Run under a pseudo-terminal of this size.
+    pub tty: Option<TtySize>,
 }
 
 /// Called once when the command has finished (exit code, timed out) and
@@ -101,18 +105,19 @@ pub(super) fn start(
         .env_clear()
         .envs(&launch.env)
         .current_dir(&launch.cwd)
-        .process_group(0)
-        .stdin(if launch.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let started = Instant::now();
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let spawned = match launch.tty {
+        Some(size) => spawn_tty(cmd, size),
+        None => spawn_piped(cmd, launch.stdin),
+    };
+    let Spawned {
+        mut child,
+        stdout,
+        stderr,
+        stdin,
+    } = match spawned {
+        Ok(s) => s,
         Err(e) => {
             // Like a shell: a missing or unrunnable program is a result
             // (127/126 with a message), not a provider failure.
@@ -130,7 +135,7 @@ pub(super) fn start(
             });
             observer.finished(0, &program, Outcome::Exited(code));
             return Ok(ExecSession {
-                input: launch.stdin.then(|| mpsc::channel(1).0),
+                input: (launch.stdin || launch.tty.is_some()).then(|| mpsc::channel(1).0),
                 output: rx,
             });
         }
@@ -141,7 +146,7 @@ pub(super) fn start(
         .ok_or_else(|| ProviderError::Other(format!("{program}: exited before it started")))?;
     observer.started(pgid);
 
-    let (input, input_task) = match child.stdin.take() {
+    let (input, input_task) = match stdin {
         Some(stdin) => {
             let (in_tx, in_rx) = mpsc::channel(16);
             let task = tokio::spawn(forward_input(in_rx, stdin, pgid, tx.downgrade()));
@@ -149,8 +154,6 @@ pub(super) fn start(
         }
         None => (None, None),
     };
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
     tokio::spawn(async move {
         let outcome = drive(
             &mut child,
@@ -172,10 +175,66 @@ pub(super) fn start(
     Ok(ExecSession { input, output: rx })
 }
 
-/// Feeds stdin and delivers signals until the sender side goes away.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Where a command's input goes.
+enum Stdin {
+    Pipe(ChildStdin),
+    Tty(pty_process::OwnedWritePty),
+}
+
+struct Spawned {
+    child: Child,
+    stdout: Option<Reader>,
+    stderr: Option<Reader>,
+    stdin: Option<Stdin>,
+}
+
+/// Pipes for stdout/stderr (and stdin when asked), in a new process group.
+fn spawn_piped(mut cmd: tokio::process::Command, stdin: bool) -> std::io::Result<Spawned> {
+    cmd.process_group(0)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    Ok(Spawned {
+        stdout: child.stdout.take().map(|r| Box::new(r) as Reader),
+        stderr: child.stderr.take().map(|r| Box::new(r) as Reader),
+        stdin: child.stdin.take().map(Stdin::Pipe),
+        child,
+    })
+}
+
+/// A pseudo-terminal as stdin/stdout/stderr; the command leads a new
+/// session (hence its own process group) with the terminal as its
+/// controlling terminal, so ^C typed into it reaches it. Terminal output
+/// arrives as stdout.
+fn spawn_tty(mut cmd: tokio::process::Command, size: TtySize) -> std::io::Result<Spawned> {
+    let pty_err = |e: pty_process::Error| match e {
+        pty_process::Error::Io(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    };
+    cmd.env("TERM", "xterm-256color");
+    let (pty, pts) = pty_process::open().map_err(pty_err)?;
+    pty.resize(pty_process::Size::new(size.rows, size.cols))
+        .map_err(pty_err)?;
+    let child = pty_process::Command::from(cmd)
+        .spawn(pts)
+        .map_err(pty_err)?;
+    let (read, write) = pty.into_split();
+    Ok(Spawned {
+        child,
+        stdout: Some(Box::new(read)),
+        stderr: None,
+        stdin: Some(Stdin::Tty(write)),
+    })
+}
+
+/// Feeds stdin and delivers signals and resizes until the sender side goes
+/// away.
 async fn forward_input(
     mut rx: mpsc::Receiver<ExecInput>,
-    stdin: ChildStdin,
+    stdin: Stdin,
     pgid: i32,
     // Weak, so the output channel closes right after `Exit`.
     tx: mpsc::WeakSender<ExecEvent>,
@@ -184,15 +243,27 @@ async fn forward_input(
     while let Some(msg) = rx.recv().await {
         match msg {
             ExecInput::Stdin(data) => {
-                if let Some(s) = stdin.as_mut()
-                    && s.write_all(&data).await.is_err()
-                {
+                let ok = match stdin.as_mut() {
+                    Some(Stdin::Pipe(p)) => p.write_all(&data).await.is_ok(),
+                    Some(Stdin::Tty(t)) => t.write_all(&data).await.is_ok(),
+                    None => true,
+                };
+                if !ok {
                     stdin = None;
                 }
             }
-            ExecInput::CloseStdin => stdin = None,
-            // Without a terminal there is nothing to resize.
-            ExecInput::Resize(_) => {}
+            ExecInput::CloseStdin => match stdin.as_mut() {
+                // A terminal is never closed by its user: end-of-file is ^D.
+                Some(Stdin::Tty(t)) => {
+                    let _ = t.write_all(b"\x04").await;
+                }
+                _ => stdin = None,
+            },
+            ExecInput::Resize(size) => {
+                if let Some(Stdin::Tty(t)) = &stdin {
+                    let _ = t.resize(pty_process::Size::new(size.rows, size.cols));
+                }
+            }
             ExecInput::Signal(name) => match parse_signal(&name) {
                 Some(sig) => signal_group(pgid, sig),
                 None => {
@@ -245,8 +316,8 @@ async fn read_opt<R: AsyncRead + Unpin>(
 
 async fn drive(
     child: &mut Child,
-    mut stdout: Option<tokio::process::ChildStdout>,
-    mut stderr: Option<tokio::process::ChildStderr>,
+    mut stdout: Option<Reader>,
+    mut stderr: Option<Reader>,
     tx: mpsc::Sender<ExecEvent>,
     pgid: i32,
     timeout: Duration,
@@ -258,7 +329,8 @@ async fn drive(
     let mut status: Option<ExitStatus> = None;
     // Armed when the command exits.
     let drain = tokio::time::sleep(Duration::from_secs(86_400));
-    tokio::pin!(drain);
+    let drain_max = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(drain, drain_max);
 
     let kill = |child: &mut Child| {
         signal_group(pgid, Signal::KILL);
@@ -269,7 +341,10 @@ async fn drive(
         if status.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
+        // Biased: pending output is read before the drain timer can end
+        // the loop.
         let event = tokio::select! {
+            biased;
             _ = tx.closed() => {
                 kill(child);
                 let _ = child.wait().await;
@@ -279,6 +354,7 @@ async fn drive(
                 if deadline.is_some() && status.is_none() => {
                 return timed_out(child, &tx, pgid, timeout, started).await;
             }
+            _ = &mut drain_max, if status.is_some() => break,
             r = read_opt(&mut stdout, &mut out_buf) => match r {
                 Ok(n) if n > 0 => Some(ExecEvent::Output(StreamKind::Stdout, Bytes::copy_from_slice(&out_buf[..n]))),
                 _ => { stdout = None; None }
@@ -296,12 +372,19 @@ async fn drive(
                         return Outcome::Abandoned;
                     }
                 }
-                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                let now = tokio::time::Instant::now();
+                drain.as_mut().reset(now + DRAIN_AFTER_EXIT);
+                drain_max.as_mut().reset(now + DRAIN_MAX);
                 None
             }
             _ = &mut drain, if status.is_some() => break,
         };
         if let Some(ev) = event {
+            if status.is_some() {
+                drain
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+            }
             match send(&tx, ev, &mut deadline).await {
                 Sent::Ok => {}
                 Sent::Closed => {

@@ -14,19 +14,21 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId, StreamKind};
+use stacyvm_core::{Capability, ExecOutput, SandboxId, StreamKind};
 
 use self::exec::{Launch, Observer, Outcome};
-use crate::hostfs::{HostFs, SandboxPath};
+use crate::hostfs::{HostFs, HostRooted, SandboxPath};
 use crate::{
-    ByteStream, ExecEvent, ExecSession, ExecSpec, HealthReport, Provider, ProviderError,
-    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+    ExecEvent, ExecSession, ExecSpec, HealthReport, ProviderError, RuntimeInfo, RuntimeStatus,
+    SpawnSpec, StreamOptions,
 };
+
+/// Most bytes of each of stdout and stderr a synchronous exec keeps; the
+/// rest is read and dropped so the command is not blocked.
+const MAX_CAPTURE: usize = 32 * 1024 * 1024;
 
 /// Log lines kept per sandbox.
 const LOG_RING: usize = 1000;
@@ -205,29 +207,23 @@ impl MockProvider {
             ProviderError::NotFound(format!("sandbox {id}"))
         })
     }
+}
 
-    fn fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
+impl HostRooted for MockProvider {
+    fn host_fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
         Ok(self.get(id)?.fs.clone())
     }
 }
 
-#[async_trait]
+crate::hostfs::provider_impl! {
+files = std::convert::identity;
 impl Provider for MockProvider {
     fn name(&self) -> &str {
         "mock"
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![
-            Capability::Spawn,
-            Capability::Exec,
-            Capability::ExecStream,
-            Capability::Interactive,
-            Capability::Files,
-            Capability::Console,
-            Capability::Health,
-            Capability::RuntimeInventory,
-        ]
+        crate::capabilities::PROCESS.to_vec()
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -314,8 +310,14 @@ impl Provider for MockProvider {
         let mut out = ExecOutput::default();
         while let Some(ev) = session.output.recv().await {
             match ev {
-                ExecEvent::Output(StreamKind::Stdout, b) => out.stdout.extend_from_slice(&b),
-                ExecEvent::Output(StreamKind::Stderr, b) => out.stderr.extend_from_slice(&b),
+                ExecEvent::Output(kind, b) => {
+                    let buf = match kind {
+                        StreamKind::Stdout => &mut out.stdout,
+                        StreamKind::Stderr => &mut out.stderr,
+                    };
+                    let room = MAX_CAPTURE.saturating_sub(buf.len());
+                    buf.extend_from_slice(&b[..b.len().min(room)]);
+                }
                 ExecEvent::Exit {
                     timed_out: true, ..
                 } => {
@@ -343,9 +345,6 @@ impl Provider for MockProvider {
         spec: &ExecSpec,
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
-        if options.tty.is_some() {
-            return Err(ProviderError::Unsupported("tty in the mock provider"));
-        }
         let sb = self.get(id)?;
         let workdir = if spec.workdir.is_empty() {
             "/"
@@ -374,51 +373,9 @@ impl Provider for MockProvider {
             cwd: root.join(wd.rel()),
             timeout: spec.timeout,
             stdin: options.stdin,
+            tty: options.tty,
         };
         exec::start(launch, sb)
-    }
-
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        content: Bytes,
-        mode: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        self.fs(id)?.write(path, content, mode).await
-    }
-
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
-        self.fs(id)?.read(path).await
-    }
-
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
-        self.fs(id)?.list(path).await
-    }
-
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
-        self.fs(id)?.stat(path).await
-    }
-
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
-        self.fs(id)?.rename(from, to).await
-    }
-
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
-        self.fs(id)?.chmod(path, mode).await
-    }
-
-    async fn delete_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> Result<(), ProviderError> {
-        self.fs(id)?.delete(path, recursive).await
-    }
-
-    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
-        self.fs(id)?.glob(pattern).await
     }
 
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
@@ -452,3 +409,7 @@ impl Provider for MockProvider {
         Ok(Some(list))
     }
 }
+}
+
+#[cfg(test)]
+mod tests;

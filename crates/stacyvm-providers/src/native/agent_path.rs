@@ -1,6 +1,7 @@
 //! Finding the static agent binary on the host, and checking it is static
 //! (a dynamically linked agent would not start in a busybox or musl image).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Installed locations, after the configured path, `STACYVM_AGENT` and the
@@ -52,7 +53,11 @@ pub fn find(configured: Option<&Path>) -> Result<PathBuf, String> {
 
 /// Checks that `path` is a statically linked ELF executable.
 pub fn check(path: &Path) -> Result<(), String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The ELF and program headers are at the start; no need to read more.
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut data))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     match has_interpreter(&data) {
         None => Err(format!("{} is not an ELF executable", path.display())),
         Some(true) => Err(format!(

@@ -3,26 +3,25 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId};
+use stacyvm_core::{Capability, ExecOutput, SandboxId};
 use tokio::sync::mpsc;
 
 use super::config::NativeConfig;
 use super::image::ImageStore;
 use super::runtime::Runtime;
 use super::{agent_client, agent_path, cgroup, health, rootfs, spec};
-use crate::hostfs::HostFs;
+use crate::hostfs::{HostFs, HostRooted};
 use crate::{
-    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, ResourceUsage,
-    RuntimeInfo, RuntimeStatus, SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
+    SpawnSpec, StreamOptions,
 };
 
 /// Longest path a Unix socket address can hold.
@@ -141,19 +140,14 @@ impl NativeProvider {
         })
     }
 
-    fn fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
-        Ok(HostFs::new(self.live(id)?.rootfs))
-    }
-
     async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
         let id = spec.id.as_str();
-        let agent = self.inner.agent.clone().ok_or_else(|| {
-            ProviderError::Unavailable(
-                agent_path::find(self.inner.config.agent_path.as_deref())
-                    .err()
-                    .unwrap_or_default(),
-            )
-        })?;
+        // Found at start, or now if it was installed since.
+        let agent = match &self.inner.agent {
+            Some(a) => a.clone(),
+            None => agent_path::find(self.inner.config.agent_path.as_deref())
+                .map_err(ProviderError::Unavailable)?,
+        };
         if p.sock.as_os_str().len() > SUN_PATH_MAX {
             return Err(ProviderError::InvalidInput(format!(
                 "socket path {} is too long: use a shorter providers.native.data_dir",
@@ -163,6 +157,12 @@ impl NativeProvider {
         // `ImageStore::ensure`'s future is not `Send` for every lifetime
         // (a higher-ranked closure inside the pull), which `async_trait`
         // needs; drive it on a blocking thread instead.
+        // Only root may reach sandbox files and agent sockets (a socket
+        // is a root shell in the sandbox).
+        let parent = self.inner.config.data_dir.join("sandboxes");
+        std::fs::create_dir_all(&parent).map_err(|e| io_err(&parent, e))?;
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err(&parent, e))?;
         let image = {
             let images = self.inner.images.clone();
             let reference = spec.image.clone();
@@ -324,25 +324,21 @@ fn runtime_status(status: &str) -> RuntimeStatus {
     }
 }
 
-#[async_trait]
+impl HostRooted for NativeProvider {
+    fn host_fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
+        Ok(HostFs::new(self.live(id)?.rootfs))
+    }
+}
+
+crate::hostfs::provider_impl! {
+files = std::convert::identity;
 impl Provider for NativeProvider {
     fn name(&self) -> &str {
         "native"
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![
-            Capability::Spawn,
-            Capability::Exec,
-            Capability::ExecStream,
-            Capability::Interactive,
-            Capability::Files,
-            Capability::Console,
-            Capability::Health,
-            Capability::RuntimeInventory,
-            Capability::Container,
-            Capability::ResourceStats,
-        ]
+        crate::capabilities::container()
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -439,49 +435,6 @@ impl Provider for NativeProvider {
         })
     }
 
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        content: Bytes,
-        mode: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        self.fs(id)?.write(path, content, mode).await
-    }
-
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
-        self.fs(id)?.read(path).await
-    }
-
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
-        self.fs(id)?.list(path).await
-    }
-
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
-        self.fs(id)?.stat(path).await
-    }
-
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
-        self.fs(id)?.rename(from, to).await
-    }
-
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
-        self.fs(id)?.chmod(path, mode).await
-    }
-
-    async fn delete_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> Result<(), ProviderError> {
-        self.fs(id)?.delete(path, recursive).await
-    }
-
-    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
-        self.fs(id)?.glob(pattern).await
-    }
-
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         let p = self.live(id)?;
         Ok(tail(&p.console, lines))
@@ -539,4 +492,5 @@ impl Provider for NativeProvider {
         self.live(id)?;
         Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
     }
+}
 }

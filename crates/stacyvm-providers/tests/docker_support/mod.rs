@@ -3,6 +3,9 @@
 //! helpers.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -71,15 +74,9 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let p = self.provider.clone();
         let id = self.id.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                let _ = rt.block_on(p.destroy(&id));
-            }
-        })
-        .join();
+        common::block_on_thread(async move {
+            let _ = p.destroy(&id).await;
+        });
     }
 }
 
@@ -93,18 +90,10 @@ pub async fn spawn(p: &DockerProvider) -> Guard {
 }
 
 pub fn sh(script: &str) -> ExecSpec {
-    ExecSpec {
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        timeout: Duration::from_secs(60),
-        ..Default::default()
-    }
+    common::sh(script, Duration::from_secs(60))
 }
 
+/// Runs a shell script; returns (exit code, stdout, stderr).
 pub async fn run(p: &DockerProvider, id: &SandboxId, script: &str) -> (i32, String, String) {
-    let out = p.exec(id, &sh(script)).await.expect("exec");
-    (
-        out.exit_code,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run(p, id, &sh(script)).await
 }

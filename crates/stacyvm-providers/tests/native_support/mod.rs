@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -53,6 +56,21 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Env {
+    /// Destroys what a failed (panicking) test left running, so mounts and
+    /// containers never outlive the test.
+    fn drop(&mut self) {
+        let p = self.provider.clone();
+        common::block_on_thread(async move {
+            if let Ok(Some(left)) = p.inventory().await {
+                for r in left {
+                    let _ = p.destroy(&r.id).await;
+                }
+            }
+        });
+    }
+}
+
 pub async fn env_with(config: impl FnOnce(&mut NativeConfig)) -> Option<Env> {
     let dir = tempfile::Builder::new()
         .prefix("svn")
@@ -75,6 +93,10 @@ pub async fn provider_at(
         data_dir: dir.join("d"),
         ..Default::default()
     };
+    // Lets the same tests run on runc or runsc.
+    if let Ok(rt) = std::env::var("STACYVM_NATIVE_RUNTIME") {
+        cfg.runtime = rt;
+    }
     config(&mut cfg);
     let images = ImageStore::open(dir.join("images"), ImageConfig::default()).unwrap();
     let provider = NativeProvider::new(cfg, images.clone()).unwrap();
@@ -107,21 +129,12 @@ pub fn spawn_spec(id: &SandboxId) -> SpawnSpec {
 }
 
 pub fn sh(script: &str) -> ExecSpec {
-    ExecSpec {
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        timeout: Duration::from_secs(30),
-        ..Default::default()
-    }
+    common::sh(script, Duration::from_secs(30))
 }
 
 /// Runs a shell script; returns (exit code, stdout, stderr).
 pub async fn run(p: &NativeProvider, id: &SandboxId, script: &str) -> (i32, String, String) {
-    let o = p.exec(id, &sh(script)).await.unwrap();
-    (
-        o.exit_code,
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::run(p, id, &sh(script)).await
 }
 
 /// Lines of /proc/mounts mentioning `needle`.

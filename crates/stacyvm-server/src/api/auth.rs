@@ -1,4 +1,5 @@
-//! Optional API-key authentication (`X-API-Key`, constant-time compare).
+//! Optional API-key authentication (`X-API-Key` or `Authorization: Bearer`,
+//! constant-time compare).
 //! Probes (`/live`, `/health`, `/ready`) and the dashboard's static files
 //! stay open. Browsers cannot set headers on WebSocket and EventSource
 //! requests, so those two routes also take `?api_key=`.
@@ -41,17 +42,27 @@ fn query_key(req: &Request) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// The key a request presents: `X-API-Key`, else `Authorization: Bearer`
+/// (Prometheus cannot send custom headers), else `?api_key=` on the two
+/// browser routes.
+fn presented_key(req: &Request) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    header("x-api-key")
+        .map(str::to_string)
+        .or_else(|| {
+            header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|v| v.trim().to_string())
+        })
+        .or_else(|| query_key(req))
+}
+
 pub async fn require_key(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if !app.auth.enabled || !path.starts_with("/api/") || OPEN_PATHS.contains(&path) {
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| query_key(&req));
+    let presented = presented_key(&req);
     let Some(presented) = presented else {
         return ApiError::unauthorized("missing API key (send the X-API-Key header)")
             .into_response();

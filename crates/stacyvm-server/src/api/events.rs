@@ -80,7 +80,13 @@ pub async fn stream(
     };
     let bus = app.manager.events().clone();
     let sub = bus.subscribe(after);
-    let stream = async_stream(bus, sub, filter, after.unwrap_or(0));
+    let stream = async_stream(
+        bus,
+        sub,
+        filter,
+        after.unwrap_or(0),
+        app.manager.shutdown_token(),
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -91,6 +97,7 @@ fn async_stream(
     sub: crate::events::Subscription,
     filter: Filter,
     mut last: u64,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let crate::events::Subscription {
         backlog,
@@ -112,6 +119,9 @@ fn async_stream(
             }
             tokio::select! {
                 _ = tx.closed() => return,
+                // Endless streams would otherwise hold a graceful shutdown
+                // for its whole grace period.
+                _ = shutdown.cancelled() => return,
                 r = receiver.recv() => match r {
                     Ok(e) => pending.push_back(e),
                     Err(RecvError::Lagged(_)) => {

@@ -65,7 +65,10 @@ pub async fn list(
     Ok(Json(items))
 }
 
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Sandbox>> {
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let id = parse_sandbox_id(&id)?;
     let sb = app.manager.get(&id).await?;
     if sb.state == SandboxState::Destroyed {
@@ -73,7 +76,18 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResu
             "sandbox {id} not found (destroyed)"
         )));
     }
-    Ok(Json(sb))
+    let mut v = serde_json::to_value(&sb).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Latest figures from the background prober, where the provider has them.
+    if let Some(r) = app
+        .manager
+        .sandbox_resources()
+        .into_iter()
+        .find(|r| r.sandbox == id.as_str())
+    {
+        v["resource_usage"] =
+            json!({"cpu_seconds": r.cpu_seconds, "memory_bytes": r.memory_bytes, "pids": r.pids});
+    }
+    Ok(Json(v))
 }
 
 pub async fn destroy(

@@ -111,16 +111,49 @@ pub async fn metrics(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// Prometheus text exposition, rendered by `prometheus-client` from cached
+/// figures (no provider is called during a scrape).
 pub async fn prometheus(State(app): State<AppState>) -> Response {
-    let _ = &app;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        String::new(),
-    )
-        .into_response()
+    let items = app.manager.list(None).await.unwrap_or_default();
+    let mut counts: BTreeMap<(SandboxState, String), u64> = BTreeMap::new();
+    for s in items.iter().filter(|s| s.state != SandboxState::Destroyed) {
+        *counts.entry((s.state, s.provider.clone())).or_default() += 1;
+    }
+    let ev = app.manager.events().stats();
+    let snapshot = obs::ScrapeSnapshot {
+        version: VERSION.to_string(),
+        uptime: app.manager.uptime(),
+        process: Some(obs::ProcessStats::collect()),
+        sandboxes: counts
+            .into_iter()
+            .map(|((state, provider), count)| obs::SandboxCount {
+                state,
+                provider,
+                count,
+            })
+            .collect(),
+        providers: app.manager.provider_health(),
+        events: obs::EventStats {
+            subscribers: ev.subscribers as u64,
+            history_size: ev.history_size as u64,
+            events_total: ev.events_total,
+        },
+        operations: app.manager.metrics().snapshot(),
+        sandbox_resources: app.manager.sandbox_resources(),
+    };
+    match obs::prometheus::render(snapshot) {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, obs::prometheus::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(e) => super::error::ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot render metrics: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// Redacted support bundle: everything an operator needs to debug, nothing

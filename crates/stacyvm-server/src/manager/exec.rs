@@ -178,7 +178,16 @@ impl Manager {
         interactive: Option<InteractiveRequest>,
     ) -> Result<ExecStreamHandle, ManagerError> {
         let (sb, provider) = self.active_sandbox(id).await?;
-        let spec = self.exec_spec(req)?;
+        let mut spec = self.exec_spec(req)?;
+        if interactive.is_some() && req.timeout.is_none_or(|t| t.is_zero()) {
+            // A terminal lives as long as its user wants, within the maximum.
+            let max = self.inner.limits.max_exec_timeout;
+            spec.timeout = if max.is_zero() {
+                Duration::from_secs(24 * 3600)
+            } else {
+                max.0
+            };
+        }
         let options = match interactive {
             Some(i) => StreamOptions {
                 stdin: true,

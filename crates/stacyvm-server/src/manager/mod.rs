@@ -205,10 +205,15 @@ impl Manager {
         ]
     }
 
-    /// Stops background tasks. Sandboxes are left running for the next
-    /// start's reconciliation.
+    /// Stops background tasks and ends event streams. Sandboxes are left
+    /// running for the next start's reconciliation.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// Cancelled when the server shuts down (long-lived streams end then).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
     }
 
     /// Destroys every active sandbox (used when `server.destroy_on_shutdown`).

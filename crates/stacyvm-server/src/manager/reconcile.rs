@@ -96,10 +96,9 @@ impl Manager {
                 };
                 match status {
                     RuntimeStatus::Running => {
-                        if sb.state != SandboxState::Running {
-                            self.mark(sb.clone(), SandboxState::Running, "runtime is running")
-                                .await?;
-                        }
+                        // Re-adopted: the record and its runtime agree again.
+                        self.mark(sb.clone(), SandboxState::Running, "runtime still running")
+                            .await?;
                         report.kept += 1;
                     }
                     RuntimeStatus::Stopped | RuntimeStatus::Missing => {
@@ -141,7 +140,7 @@ impl Manager {
         let action = match state {
             SandboxState::Destroyed => "destroyed",
             SandboxState::Error => "error",
-            _ => "kept",
+            _ => "adopted",
         };
         self.reconcile_event(&sb, action, reason);
         Ok(())

@@ -7,13 +7,17 @@
 pub mod operations;
 pub mod process;
 pub mod prometheus;
+pub mod resources;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stacyvm_core::SandboxState;
+use stacyvm_core::{Sandbox, SandboxState};
 
 pub use operations::{Operation, OperationMetrics, OperationSnapshot};
 pub use process::{ProcessStats, RuntimeStats};
 pub use prometheus::{PrometheusOptions, ScrapeSnapshot};
+pub use resources::{RefreshReport, ResourceCache};
 
 /// Event bus figures, as in the `events` object of `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +28,16 @@ pub struct EventStats {
     pub history_size: u64,
     /// Events published since start.
     pub events_total: u64,
+}
+
+impl From<crate::events::EventStats> for EventStats {
+    fn from(s: crate::events::EventStats) -> Self {
+        EventStats {
+            subscribers: s.subscribers as u64,
+            history_size: s.history_size as u64,
+            events_total: s.events_total,
+        }
+    }
 }
 
 /// Number of sandboxes in one (state, provider) pair.
@@ -51,4 +65,84 @@ pub struct SandboxResources {
     /// Processes (or tasks) in the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u64>,
+}
+
+impl SandboxCount {
+    /// Counts `sandboxes` by (state, provider), leaving destroyed ones out;
+    /// ordered by state then provider.
+    pub fn tally<'a>(sandboxes: impl IntoIterator<Item = &'a Sandbox>) -> Vec<SandboxCount> {
+        let mut counts: BTreeMap<(SandboxState, &str), u64> = BTreeMap::new();
+        for s in sandboxes {
+            if s.state != SandboxState::Destroyed {
+                *counts.entry((s.state, s.provider.as_str())).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|((state, provider), count)| SandboxCount {
+                state,
+                provider: provider.to_owned(),
+                count,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox(state: SandboxState, provider: &str) -> Sandbox {
+        let now = chrono::Utc::now();
+        Sandbox {
+            id: stacyvm_core::SandboxId::generate(),
+            state,
+            provider: provider.to_owned(),
+            image: "alpine".to_owned(),
+            memory_mb: 64,
+            vcpus: 1,
+            owner_id: None,
+            created_at: now,
+            expires_at: now,
+            metadata: BTreeMap::new(),
+            preview_domain: None,
+            template: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn tally_counts_by_state_and_provider_without_destroyed() {
+        let all = [
+            sandbox(SandboxState::Running, "docker"),
+            sandbox(SandboxState::Running, "docker"),
+            sandbox(SandboxState::Running, "native"),
+            sandbox(SandboxState::Error, "docker"),
+            sandbox(SandboxState::Destroyed, "docker"),
+        ];
+        let counts = SandboxCount::tally(&all);
+        let flat: Vec<(SandboxState, &str, u64)> = counts
+            .iter()
+            .map(|c| (c.state, c.provider.as_str(), c.count))
+            .collect();
+        assert_eq!(
+            flat,
+            vec![
+                (SandboxState::Running, "docker", 2),
+                (SandboxState::Running, "native", 1),
+                (SandboxState::Error, "docker", 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn event_stats_convert_from_the_bus() {
+        let bus = crate::events::EventStats {
+            subscribers: 2,
+            history_size: 7,
+            events_total: 9,
+        };
+        let s = EventStats::from(bus);
+        assert_eq!((s.subscribers, s.history_size, s.events_total), (2, 7, 9));
+    }
 }

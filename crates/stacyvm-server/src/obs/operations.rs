@@ -220,11 +220,20 @@ impl OperationMetrics {
             }
         };
         cell.total_ns.fetch_add(ns, Ordering::Relaxed);
-        cell.min_ns.fetch_min(ns, Ordering::Relaxed);
-        cell.max_ns.fetch_max(ns, Ordering::Relaxed);
         let bucket = BUCKET_BOUNDS_NS.partition_point(|&bound| bound < ns);
         cell.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        cell.last_observed_unix.store(unix_now(), Ordering::Relaxed);
+        // Extremes and the clock change rarely: a plain load first keeps
+        // the common case free of writes to the shared cache line.
+        if ns < cell.min_ns.load(Ordering::Relaxed) {
+            cell.min_ns.fetch_min(ns, Ordering::Relaxed);
+        }
+        if ns > cell.max_ns.load(Ordering::Relaxed) {
+            cell.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+        let now = unix_now();
+        if now > cell.last_observed_unix.load(Ordering::Relaxed) {
+            cell.last_observed_unix.fetch_max(now, Ordering::Relaxed);
+        }
     }
 
     /// Records the outcome of `result`, rendering its error with `Display`.

@@ -87,6 +87,20 @@ pub fn render_with(
     Ok(out)
 }
 
+/// The whole `/metrics/prometheus` answer: `200` with [`CONTENT_TYPE`], or
+/// a logged `500` if encoding failed (it cannot into a `String`).
+pub fn into_response(snapshot: ScrapeSnapshot) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    match render(snapshot) {
+        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "prometheus encoding failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ScrapeCollector {
     snapshot: ScrapeSnapshot,
@@ -398,9 +412,8 @@ fn encode_sandbox_resources(
     enc: &mut DescriptorEncoder,
     sandboxes: &[SandboxResources],
 ) -> Result<(), fmt::Error> {
-    if sandboxes.is_empty() {
-        return Ok(());
-    }
+    // The families are declared even without sandboxes, so scrapers and
+    // dashboards see the names from the start.
     fn labels(s: &SandboxResources) -> [(&'static str, &str); 3] {
         [
             ("sandbox", s.sandbox.as_str()),

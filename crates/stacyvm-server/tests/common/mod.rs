@@ -1,6 +1,8 @@
 //! A real server on 127.0.0.1:0 with the mock provider, for API tests.
 #![allow(dead_code)]
 
+pub mod switchable;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,9 +50,31 @@ impl TestServer {
     pub async fn start_in(dir: &std::path::Path, f: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config(dir);
         f(&mut config);
+        let app = app::build(config, Vec::new()).await.expect("server builds");
+        Self::serve(app, dir).await
+    }
+
+    /// Starts a server with the given store and extra providers.
+    pub async fn start_parts(
+        f: impl FnOnce(&mut Config),
+        store: std::sync::Arc<dyn stacyvm_store::Store>,
+        extra: Vec<std::sync::Arc<dyn stacyvm_providers::Provider>>,
+    ) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = test_config(tmp.path());
+        f(&mut config);
+        let clock = std::sync::Arc::new(stacyvm_server::manager::SystemClock);
+        let app = app::build_with_store(config, store, extra, clock)
+            .await
+            .expect("server builds");
+        let mut s = Self::serve(app, tmp.path()).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    async fn serve(app: app::App, dir: &std::path::Path) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = app::build(config, Vec::new()).await.expect("server builds");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run(listener, async {

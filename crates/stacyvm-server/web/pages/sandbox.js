@@ -105,7 +105,7 @@ function metaList(sb) {
 /** Resource usage if the server reports it (field name not fixed yet). */
 function usageView(sb) {
   const u = sb.resource_usage || sb.usage || sb.resources;
-  if (!u || typeof u !== 'object') return empty('This provider does not report resource usage.');
+  if (!u || typeof u !== 'object') return empty('The server reports no resource figures for this sandbox.');
   const known = {
     cpu_seconds: (v) => `${Number(v).toFixed(2)} s CPU`,
     memory_bytes: (v) => fmtBytes(v),

@@ -10,7 +10,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
 use super::*;
+use crate::Store;
 use crate::conformance;
+use stacyvm_core::SandboxId;
 
 const URL_VAR: &str = "STACYVM_TEST_POSTGRES_URL";
 

@@ -7,6 +7,8 @@ use sqlx::Row;
 
 use super::*;
 use crate::conformance;
+use crate::{SandboxFilter, Store};
+use stacyvm_core::SandboxId;
 
 async fn file_store(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("stacyvm.db"))

@@ -82,8 +82,9 @@ impl ImageConfig {
 #[serde(deny_unknown_fields)]
 pub struct RegistryCredential {
     pub username: String,
-    /// Password or access token; redacted from every diagnostic.
-    #[serde(skip_serializing)]
+    /// Password or access token; redacted from every diagnostic and never
+    /// serialized (so `config show` cannot print it).
+    #[serde(default, skip_serializing)]
     pub password: String,
 }
 

@@ -24,11 +24,13 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 impl ImageStore {
     /// Imports the image of an OCI layout directory under the reference
-    /// `name`. The layout's manifest is the one whose
-    /// `org.opencontainers.image.ref.name` annotation equals `name`'s tag (or
-    /// all of `name`), else the only one; an index is resolved to our
-    /// platform.
+    /// `name`. `dir` may end in `:REF` (umoci/skopeo style, `layout:tag`) to
+    /// pick the manifest whose `org.opencontainers.image.ref.name` is `REF`;
+    /// otherwise the one named like `name`'s tag, else the only one. An
+    /// index is resolved to our platform.
     pub async fn import_oci_layout(&self, dir: &Path, name: &str) -> Result<ImageHandle> {
+        let (dir, wanted) = split_layout_ref(dir);
+        let dir = dir.as_path();
         let r = parse_reference(name)?;
         let key = r.whole();
         let flight = self.flight(&format!("image:{key}"));
@@ -45,14 +47,16 @@ impl ImageStore {
         };
         let tag = r.tag().unwrap_or("latest");
         let named = |d: &&Descriptor| {
-            d.annotations
-                .as_ref()
-                .and_then(|a| a.get(REF_NAME))
-                .is_some_and(|n| n == tag || n == name || *n == key)
+            let n = d.annotations.as_ref().and_then(|a| a.get(REF_NAME));
+            match (&wanted, n) {
+                (Some(w), Some(n)) => n == w,
+                (None, Some(n)) => n == tag || n == name || *n == key,
+                (_, None) => false,
+            }
         };
-        let mut desc = match (list.iter().find(named), list.len()) {
-            (Some(d), _) => d.clone(),
-            (None, 1) => list[0].clone(),
+        let mut desc = match (list.iter().find(named), list.len(), &wanted) {
+            (Some(d), _, _) => d.clone(),
+            (None, 1, None) => list[0].clone(),
             _ => {
                 let names: Vec<_> = list
                     .iter()
@@ -170,6 +174,20 @@ impl ImageStore {
         )
         .await
     }
+}
+
+/// `path/to/layout:ref` → (`path/to/layout`, `Some("ref")`) when the whole
+/// is not itself a directory.
+fn split_layout_ref(dir: &Path) -> (std::path::PathBuf, Option<String>) {
+    if !dir.is_dir()
+        && let Some(s) = dir.to_str()
+        && let Some((d, r)) = s.rsplit_once(':')
+        && !r.is_empty()
+        && !r.contains('/')
+    {
+        return (d.into(), Some(r.to_owned()));
+    }
+    (dir.to_owned(), None)
 }
 
 fn sniff(path: &Path) -> Result<Compression> {

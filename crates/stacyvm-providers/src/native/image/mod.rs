@@ -155,6 +155,15 @@ impl ImageStore {
     /// Returns the cached image, pulling it first if it is missing (or a
     /// layer directory has gone). Concurrent calls for one image pull once.
     pub async fn ensure(&self, reference: &str) -> Result<ImageHandle> {
+        self.ensure_with(reference, |_| {}).await
+    }
+
+    /// [`ensure`](Self::ensure), reporting pull progress if it has to pull.
+    pub async fn ensure_with(
+        &self,
+        reference: &str,
+        progress: impl Fn(PullProgress) + Send + Sync,
+    ) -> Result<ImageHandle> {
         let r = parse_reference(reference)?;
         let key = r.whole();
         if let Some(h) = self.cached(&key).await? {
@@ -165,7 +174,7 @@ impl ImageStore {
         if let Some(h) = self.cached(&key).await? {
             return Ok(h);
         }
-        self.pull_locked(&r, &|_| {}).await
+        self.pull_locked(&r, &progress).await
     }
 
     /// Pulls `reference` from its registry (through mirrors if configured),
@@ -371,3 +380,6 @@ fn gc_blocking(root: &Path) -> Result<GcReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod unit_tests;

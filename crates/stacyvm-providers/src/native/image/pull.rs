@@ -118,8 +118,14 @@ impl ImageStore {
             layers: layers.len(),
             total_bytes: layers.iter().map(|l| l.size.max(0) as u64).sum(),
         });
-        futures::stream::iter(layers.iter().zip(&diff_ids))
-            .map(|(desc, diff)| self.ensure_layer(src, desc, diff, progress))
+        // Boxed, built in a plain loop: a closure producing these futures
+        // trips rustc's higher-ranked `Send` inference (rust#110338) and
+        // makes callers' futures unspawnable.
+        let mut jobs: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
+        for (desc, diff) in layers.iter().zip(&diff_ids) {
+            jobs.push(Box::pin(self.ensure_layer(src, desc, diff, progress)));
+        }
+        futures::stream::iter(jobs)
             .buffer_unordered(self.inner.max_concurrent_layers)
             .try_collect::<Vec<()>>()
             .await?;

@@ -63,6 +63,11 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, layer: &str) -> Result<Unpa
     // Directory modes and mtimes last, deepest first: adding children would
     // otherwise bump the mtimes, and a read-only dir would block them.
     for (path, mode, mtime) in u.dirs.iter().rev() {
+        // A later entry may have replaced this directory, or one above it,
+        // with a symlink: chmod follows symlinks, so re-check the whole path.
+        if !is_real_dir_inside(dest, path) {
+            continue;
+        }
         set_mode(path, *mode)?;
         set_mtime(path, *mtime);
     }
@@ -260,12 +265,10 @@ impl Unpacker<'_> {
             return Ok(());
         }
         let h = entry.header();
-        let uid = h
-            .uid()
-            .map_err(|e| self.corrupt(shown, format!("uid: {e}")))?;
-        let gid = h
-            .gid()
-            .map_err(|e| self.corrupt(shown, format!("gid: {e}")))?;
+        // Empty owner fields mean 0, as in Go's archive/tar (which wrote
+        // most layers in the wild).
+        let uid = h.uid().unwrap_or(0);
+        let gid = h.gid().unwrap_or(0);
         let (uid, gid) = (
             u32::try_from(uid).map_err(|_| self.corrupt(shown, "uid out of range"))?,
             u32::try_from(gid).map_err(|_| self.corrupt(shown, "gid out of range"))?,
@@ -378,6 +381,23 @@ impl Unpacker<'_> {
         }
         Ok(cur)
     }
+}
+
+/// True when every component from `dest` down to `path` is a real
+/// directory (no symlink anywhere on the way).
+fn is_real_dir_inside(dest: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(dest) else {
+        return false;
+    };
+    let mut cur = dest.to_path_buf();
+    for part in rel.components() {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn is_whiteout(meta: &fs::Metadata) -> bool {

@@ -155,6 +155,36 @@ fn rejects_hardlinks_outside_or_through_symlinks() {
 }
 
 #[test]
+fn deferred_dir_modes_never_follow_a_later_symlink() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let victim = outer.path().join("victim");
+    fs::create_dir_all(victim.join("b")).expect("victim");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).expect("chmod");
+    fs::set_permissions(victim.join("b"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let v = victim.to_str().expect("utf8");
+    // `d/` and `a/b/` get their modes at the end; by then `d` and `a` are
+    // symlinks to the victim.
+    let tar = RawTar::new()
+        .dir("d/", 0o777)
+        .dir("a/b/", 0o777)
+        .symlink("d", v)
+        .symlink("a", v)
+        .finish();
+    let dest = outer.path().join("layer");
+    fs::create_dir(&dest).expect("mkdir");
+    unpack_layer(&tar[..], &dest, "sha256:test").expect("unpack");
+    let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+    assert_eq!(mode(&victim), 0o700);
+    assert_eq!(mode(&victim.join("b")), 0o700);
+    assert!(
+        fs::symlink_metadata(dest.join("d"))
+            .expect("d")
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
 fn symlink_is_replaced_not_followed_by_a_later_file() {
     let outer = tempfile::tempdir().expect("tempdir");
     let victim = outer.path().join("victim.txt");

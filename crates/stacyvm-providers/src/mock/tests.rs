@@ -1,0 +1,228 @@
+//! Mock-specific behaviour the shared conformance suite does not cover:
+//! destroy kills running commands, a restarted provider adopts its
+//! sandboxes, logs, the cleared environment.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::Provider;
+
+fn spawn_spec(id: &SandboxId) -> SpawnSpec {
+    SpawnSpec {
+        id: id.clone(),
+        image: "busybox".into(),
+        memory_mb: 128,
+        vcpus: 1,
+        metadata: BTreeMap::new(),
+        labels: BTreeMap::from([("owner".to_string(), "alice".to_string())]),
+    }
+}
+
+fn sh(script: &str) -> ExecSpec {
+    ExecSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: BTreeMap::new(),
+        workdir: String::new(),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+#[tokio::test]
+async fn destroy_kills_running_commands_and_removes_the_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let root = p.sandbox_root(&id);
+    let mut session = p
+        .exec_stream(
+            &id,
+            &sh("echo $$; exec sleep 300"),
+            StreamOptions::default(),
+        )
+        .await
+        .unwrap();
+    let pid = match session.output.recv().await {
+        Some(ExecEvent::Output(StreamKind::Stdout, b)) => {
+            String::from_utf8_lossy(&b).trim().parse::<i32>().unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    p.destroy(&id).await.unwrap();
+    // The command ends (killed), so the stream ends with its exit.
+    let mut exit = None;
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), session.output.recv())
+        .await
+        .expect("stream ends after destroy")
+    {
+        if let ExecEvent::Exit { exit_code, .. } = ev {
+            exit = Some(exit_code);
+        }
+    }
+    assert_eq!(exit, Some(137));
+    assert!(!exec::group_alive(pid));
+    assert!(!root.exists());
+    assert!(matches!(
+        p.exec(&id, &sh("true")).await,
+        Err(ProviderError::Destroyed(_))
+    ));
+    assert!(matches!(
+        p.logs(&id, 10).await,
+        Err(ProviderError::Destroyed(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_new_provider_adopts_sandboxes_left_in_its_base_dir() {
+    let base = tempfile::tempdir().unwrap();
+    let id = SandboxId::generate();
+    {
+        let p = MockProvider::new(base.path()).unwrap();
+        p.spawn(&spawn_spec(&id)).await.unwrap();
+        p.write_file(&id, "/kept.txt", Bytes::from_static(b"kept"), None)
+            .await
+            .unwrap();
+    }
+    let p = MockProvider::new(base.path()).unwrap();
+    assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Running);
+    let inv = p.inventory().await.unwrap().unwrap();
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].id, id);
+    assert_eq!(inv[0].image, "busybox");
+    assert_eq!(
+        inv[0].labels.get("owner").map(String::as_str),
+        Some("alice")
+    );
+    let out = p.exec(&id, &sh("cat kept.txt")).await.unwrap();
+    assert_eq!(out.stdout, b"kept");
+    p.destroy(&id).await.unwrap();
+    assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn logs_record_spawn_and_execs() {
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    p.exec(&id, &sh("exit 7")).await.unwrap();
+    let logs = p.logs(&id, 100).await.unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(logs[0].contains("spawned"));
+    assert!(logs[1].contains("exited with code 7"), "{logs:?}");
+    assert_eq!(p.logs(&id, 1).await.unwrap(), logs[1..]);
+    p.destroy(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn commands_get_a_clean_environment() {
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    // Whatever the server's environment holds (API keys...) stays out.
+    let out = p.exec(&id, &sh("env | cut -d= -f1 | sort")).await.unwrap();
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in names.lines() {
+        assert!(
+            ["HOME", "PATH", "PWD", "SHLVL", "STACYVM_SANDBOX_ID", "_"].contains(&name),
+            "unexpected variable {name} in {names}"
+        );
+    }
+    let out = p.exec(&id, &sh("echo $HOME")).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        p.sandbox_root(&id).display().to_string()
+    );
+    assert!(matches!(
+        p.spawn(&spawn_spec(&id)).await,
+        Err(ProviderError::InvalidInput(_))
+    ));
+    p.destroy(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_signal_names_are_reported() {
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let opts = StreamOptions {
+        stdin: true,
+        tty: None,
+    };
+    let mut s = p.exec_stream(&id, &sh("cat"), opts).await.unwrap();
+    let input = s.input.take().unwrap();
+    input
+        .send(crate::ExecInput::Signal("SIGBOGUS".into()))
+        .await
+        .unwrap();
+    match s.output.recv().await {
+        Some(ExecEvent::Output(StreamKind::Stderr, b)) => {
+            assert_eq!(&b[..], b"unknown signal SIGBOGUS\n");
+        }
+        other => panic!("{other:?}"),
+    }
+    input
+        .send(crate::ExecInput::Signal("int".into()))
+        .await
+        .unwrap();
+    match s.output.recv().await {
+        Some(ExecEvent::Exit { exit_code, .. }) => assert_eq!(exit_code, 128 + 2),
+        other => panic!("{other:?}"),
+    }
+    p.destroy(&id).await.unwrap();
+}
+
+#[test]
+fn parses_signal_names() {
+    assert_eq!(exec::parse_signal("SIGTERM"), Some(Signal::TERM));
+    assert_eq!(exec::parse_signal("term"), Some(Signal::TERM));
+    assert_eq!(exec::parse_signal(" SIGKILL "), Some(Signal::KILL));
+    assert_eq!(exec::parse_signal("SIGNOPE"), None);
+}
+
+#[tokio::test]
+async fn a_background_child_holding_the_pipes_does_not_hang_exec() {
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let started = std::time::Instant::now();
+    let out = p
+        .exec(&id, &sh("sleep 300 & echo $! > bg.pid; echo done"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(p.sandbox_root(&id).join("bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| {
+                !s.lines()
+                    .any(|l| l.starts_with("State:") && l.contains('Z'))
+            })
+            .unwrap_or(false)
+    };
+    assert!(alive(pid), "the background child keeps running");
+    p.destroy(&id).await.unwrap();
+    // Destroy killed the leftover group (it may linger as a zombie of init
+    // for a moment, so poll).
+    for _ in 0..50 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("background child {pid} survived destroy");
+}

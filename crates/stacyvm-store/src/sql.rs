@@ -1,0 +1,382 @@
+//! The [`Store`](crate::Store) implementation shared by the SQL drivers.
+//!
+//! SQLite and Postgres store the same rows (see [`crate::codec`]) and differ
+//! only in their placeholders (which [`QueryBuilder`] writes for each driver),
+//! in how a JSON column is written and read back, and in how they connect.
+//! So the statements are built here once, and [`sql_store!`] writes the
+//! `Store` methods once for every driver.
+
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use crate::StoreError;
+use crate::codec::{SandboxRow, TemplateRow};
+
+/// The columns of a `sandboxes` row, in table order.
+pub(crate) const SANDBOX_COLUMNS: &str = "id, state, provider, image, memory_mb, vcpus, owner_id, \
+     created_at, expires_at, metadata, preview_domain, template, error";
+/// The columns of a `templates` row, in table order.
+pub(crate) const TEMPLATE_COLUMNS: &str =
+    "name, image, provider, memory_mb, vcpus, ttl, metadata, created_at, updated_at";
+
+/// One column value of a row being written.
+pub(crate) enum Value {
+    Text(String),
+    MaybeText(Option<String>),
+    Int(i64),
+    /// A JSON document, bound as text and cast by the driver's JSON cast.
+    Json(String),
+}
+
+/// A row kept in a table with a single-column text key.
+pub(crate) trait Record {
+    const TABLE: &'static str;
+    const KEY: &'static str;
+    /// The key value, then every other column in table order.
+    fn into_values(self) -> (String, Vec<(&'static str, Value)>);
+}
+
+impl Record for SandboxRow {
+    const TABLE: &'static str = "sandboxes";
+    const KEY: &'static str = "id";
+    fn into_values(self) -> (String, Vec<(&'static str, Value)>) {
+        use Value::{Int, Json, MaybeText, Text};
+        let columns = vec![
+            ("state", Text(self.state)),
+            ("provider", Text(self.provider)),
+            ("image", Text(self.image)),
+            ("memory_mb", Int(self.memory_mb)),
+            ("vcpus", Int(self.vcpus)),
+            ("owner_id", MaybeText(self.owner_id)),
+            ("created_at", Text(self.created_at)),
+            ("expires_at", Text(self.expires_at)),
+            ("metadata", Json(self.metadata)),
+            ("preview_domain", MaybeText(self.preview_domain)),
+            ("template", MaybeText(self.template)),
+            ("error", MaybeText(self.error)),
+        ];
+        (self.id, columns)
+    }
+}
+
+impl Record for TemplateRow {
+    const TABLE: &'static str = "templates";
+    const KEY: &'static str = "name";
+    fn into_values(self) -> (String, Vec<(&'static str, Value)>) {
+        use Value::{Int, Json, MaybeText, Text};
+        let columns = vec![
+            ("image", Text(self.image)),
+            ("provider", Text(self.provider)),
+            ("memory_mb", Int(self.memory_mb)),
+            ("vcpus", Int(self.vcpus)),
+            ("ttl", MaybeText(self.ttl)),
+            ("metadata", Json(self.metadata)),
+            ("created_at", Text(self.created_at)),
+            ("updated_at", Text(self.updated_at)),
+        ];
+        (self.name, columns)
+    }
+}
+
+/// A query builder that can bind every [`Value`].
+pub(crate) trait PushValue {
+    /// Binds `value`; a JSON value is followed by `json_cast`.
+    fn push_value(&mut self, value: Value, json_cast: &str);
+}
+
+impl<'a, DB> PushValue for QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    Option<String>: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    fn push_value(&mut self, value: Value, json_cast: &str) {
+        match value {
+            Value::Text(v) => {
+                self.push_bind(v);
+            }
+            Value::MaybeText(v) => {
+                self.push_bind(v);
+            }
+            Value::Int(v) => {
+                self.push_bind(v);
+            }
+            Value::Json(v) => {
+                self.push_bind(v).push(json_cast);
+            }
+        }
+    }
+}
+
+/// `INSERT INTO table (key, columns...) VALUES (...)`.
+pub(crate) fn insert<'a, DB, R>(row: R, json_cast: &str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    R: Record,
+    QueryBuilder<'a, DB>: PushValue,
+{
+    let (key, columns) = row.into_values();
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO {} ({}, {}) VALUES (",
+        R::TABLE,
+        R::KEY,
+        names.join(", ")
+    ));
+    qb.push_value(Value::Text(key), json_cast);
+    for (_, value) in columns {
+        qb.push(", ");
+        qb.push_value(value, json_cast);
+    }
+    qb.push(")");
+    qb
+}
+
+/// `UPDATE table SET columns... WHERE key = ...`.
+pub(crate) fn update<'a, DB, R>(row: R, json_cast: &str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    R: Record,
+    QueryBuilder<'a, DB>: PushValue,
+{
+    let (key, columns) = row.into_values();
+    let mut qb = QueryBuilder::new(format!("UPDATE {} SET ", R::TABLE));
+    for (i, (name, value)) in columns.into_iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.push(name).push(" = ");
+        qb.push_value(value, json_cast);
+    }
+    qb.push(format!(" WHERE {} = ", R::KEY));
+    qb.push_value(Value::Text(key), json_cast);
+    qb
+}
+
+/// `SELECT selected FROM table WHERE key = ...`.
+pub(crate) fn select_one<'a, DB, R>(selected: &str, key: &str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    R: Record,
+    QueryBuilder<'a, DB>: PushValue,
+{
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {selected} FROM {} WHERE {} = ",
+        R::TABLE,
+        R::KEY
+    ));
+    qb.push_value(Value::Text(key.to_string()), "");
+    qb
+}
+
+/// `DELETE FROM table WHERE key = ...`.
+pub(crate) fn delete<'a, DB, R>(key: &str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    R: Record,
+    QueryBuilder<'a, DB>: PushValue,
+{
+    let mut qb = QueryBuilder::new(format!("DELETE FROM {} WHERE {} = ", R::TABLE, R::KEY));
+    qb.push_value(Value::Text(key.to_string()), "");
+    qb
+}
+
+/// What a store call that returns nothing gives back.
+pub(crate) type Done = Result<(), StoreError>;
+
+/// An update or delete that touched no row did not find `what`.
+pub(crate) fn found(rows_affected: u64, what: String) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        return Err(StoreError::NotFound(what));
+    }
+    Ok(())
+}
+
+/// Implements [`Store`](crate::Store) for a driver's store type, which must
+/// have a `pool` field of the driver's pool type.
+///
+/// - `db`: the sqlx database type
+/// - `json_cast`: appended to a bound JSON value (`""` or `"::json"`)
+/// - `sandbox_select`, `template_select`: the column lists to select, each
+///   column read back as its codec row field
+macro_rules! sql_store {
+    (
+        $store:ty,
+        driver: $driver:literal,
+        db: $db:ty,
+        json_cast: $json:expr,
+        sandbox_select: $sandbox_select:expr,
+        template_select: $template_select:expr $(,)?
+    ) => {
+        impl $store {
+            /// Runs a statement; the number of rows it touched.
+            async fn run(
+                &self,
+                mut qb: ::sqlx::QueryBuilder<'_, $db>,
+                operation: &str,
+                what: &str,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = qb
+                    .build()
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| $crate::codec::db_error(operation, what, e))?;
+                Ok(done.rows_affected())
+            }
+
+            /// Runs a statement that must touch a row, `NotFound(what)` if none.
+            async fn run_on_one(
+                &self,
+                qb: ::sqlx::QueryBuilder<'_, $db>,
+                operation: &str,
+                what: String,
+            ) -> Result<(), $crate::StoreError> {
+                let n = self.run(qb, operation, &what).await?;
+                $crate::sql::found(n, what)
+            }
+
+            /// Reads the rows of a query.
+            async fn rows<R>(
+                &self,
+                mut qb: ::sqlx::QueryBuilder<'_, $db>,
+                operation: &str,
+                what: &str,
+            ) -> Result<Vec<R>, $crate::StoreError>
+            where
+                R: for<'r> ::sqlx::FromRow<'r, <$db as ::sqlx::Database>::Row> + Send + Unpin,
+            {
+                qb.build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| $crate::codec::db_error(operation, what, e))
+            }
+
+            /// Reads the row keyed `key`, `NotFound(what)` without.
+            async fn row<R>(
+                &self,
+                selected: &str,
+                key: &str,
+                what: String,
+            ) -> Result<R, $crate::StoreError>
+            where
+                R: $crate::sql::Record
+                    + for<'r> ::sqlx::FromRow<'r, <$db as ::sqlx::Database>::Row>
+                    + Send
+                    + Unpin,
+            {
+                let qb = $crate::sql::select_one::<$db, R>(selected, key);
+                let rows: Vec<R> = self.rows(qb, "reading", &what).await?;
+                rows.into_iter()
+                    .next()
+                    .ok_or($crate::StoreError::NotFound(what))
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn driver(&self) -> &'static str {
+                $driver
+            }
+
+            async fn insert_sandbox(&self, s: &::stacyvm_core::Sandbox) -> $crate::sql::Done {
+                let row = $crate::codec::SandboxRow::encode(s);
+                let what = format!("sandbox {}", s.id);
+                self.run($crate::sql::insert(row, $json), "inserting", &what)
+                    .await?;
+                Ok(())
+            }
+
+            async fn update_sandbox(&self, s: &::stacyvm_core::Sandbox) -> $crate::sql::Done {
+                let row = $crate::codec::SandboxRow::encode(s);
+                let what = format!("sandbox {}", s.id);
+                self.run_on_one($crate::sql::update(row, $json), "updating", what)
+                    .await
+            }
+
+            async fn get_sandbox(
+                &self,
+                id: &::stacyvm_core::SandboxId,
+            ) -> Result<::stacyvm_core::Sandbox, $crate::StoreError> {
+                let what = format!("sandbox {id}");
+                let row: $crate::codec::SandboxRow =
+                    self.row($sandbox_select, id.as_str(), what).await?;
+                row.decode()
+            }
+
+            async fn list_sandboxes(
+                &self,
+                filter: &$crate::SandboxFilter,
+            ) -> Result<Vec<::stacyvm_core::Sandbox>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM sandboxes",
+                    $sandbox_select
+                ));
+                $crate::codec::push_filter(&mut qb, filter);
+                qb.push(" ORDER BY created_at, id");
+                let rows: Vec<$crate::codec::SandboxRow> =
+                    self.rows(qb, "listing", "sandboxes").await?;
+                rows.into_iter()
+                    .map($crate::codec::SandboxRow::decode)
+                    .collect()
+            }
+
+            async fn delete_sandbox(&self, id: &::stacyvm_core::SandboxId) -> $crate::sql::Done {
+                let qb = $crate::sql::delete::<_, $crate::codec::SandboxRow>(id.as_str());
+                self.run_on_one(qb, "deleting", format!("sandbox {id}"))
+                    .await
+            }
+
+            async fn create_template(&self, t: &::stacyvm_core::Template) -> $crate::sql::Done {
+                let row = $crate::codec::TemplateRow::encode(t);
+                let what = format!("template {}", t.name);
+                self.run($crate::sql::insert(row, $json), "creating", &what)
+                    .await?;
+                Ok(())
+            }
+
+            async fn update_template(&self, t: &::stacyvm_core::Template) -> $crate::sql::Done {
+                let row = $crate::codec::TemplateRow::encode(t);
+                let what = format!("template {}", t.name);
+                self.run_on_one($crate::sql::update(row, $json), "updating", what)
+                    .await
+            }
+
+            async fn get_template(
+                &self,
+                name: &str,
+            ) -> Result<::stacyvm_core::Template, $crate::StoreError> {
+                let what = format!("template {name}");
+                let row: $crate::codec::TemplateRow =
+                    self.row($template_select, name, what).await?;
+                row.decode()
+            }
+
+            async fn list_templates(
+                &self,
+            ) -> Result<Vec<::stacyvm_core::Template>, $crate::StoreError> {
+                let qb = ::sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM templates ORDER BY name",
+                    $template_select
+                ));
+                let rows: Vec<$crate::codec::TemplateRow> =
+                    self.rows(qb, "listing", "templates").await?;
+                rows.into_iter()
+                    .map($crate::codec::TemplateRow::decode)
+                    .collect()
+            }
+
+            async fn delete_template(&self, name: &str) -> $crate::sql::Done {
+                let qb = $crate::sql::delete::<_, $crate::codec::TemplateRow>(name);
+                self.run_on_one(qb, "deleting", format!("template {name}"))
+                    .await
+            }
+
+            async fn ping(&self) -> $crate::sql::Done {
+                let qb = ::sqlx::QueryBuilder::<$db>::new("SELECT 1");
+                self.run(qb, "pinging", concat!($driver, " database"))
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
