@@ -168,6 +168,12 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Without TCP_NODELAY, Nagle meets the client's delayed ACK on reused
+    // connections and small responses (stream records, 1 KiB reads) wait
+    // ~40 ms each.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
