@@ -37,6 +37,33 @@ pub struct Connection {
     pub user: Option<String>,
 }
 
+impl Connection {
+    /// Default headers of every request: the API key (marked sensitive so
+    /// it never shows in debug output) and the owner id.
+    pub fn headers(&self) -> anyhow::Result<reqwest::header::HeaderMap> {
+        use anyhow::Context;
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        if let Some(k) = self.api_key.as_deref().filter(|k| !k.is_empty()) {
+            let mut v = HeaderValue::from_str(k).context("invalid API key")?;
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+        }
+        if let Some(u) = self.user.as_deref().filter(|u| !u.is_empty()) {
+            headers.insert(
+                "x-user-id",
+                HeaderValue::from_str(u).context("invalid user id")?,
+            );
+        }
+        Ok(headers)
+    }
+
+    /// `SERVER/api/v1`.
+    pub fn api_base(&self) -> String {
+        format!("{}/api/v1", self.server.trim_end_matches('/'))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.

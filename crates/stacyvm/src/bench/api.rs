@@ -57,25 +57,13 @@ impl BenchClient {
         image: Option<String>,
         tracker: Tracker,
     ) -> Result<Self> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(k) = conn.api_key.as_deref().filter(|k| !k.is_empty()) {
-            let mut v = reqwest::header::HeaderValue::from_str(k).context("invalid API key")?;
-            v.set_sensitive(true);
-            headers.insert("x-api-key", v);
-        }
-        if let Some(u) = conn.user.as_deref().filter(|u| !u.is_empty()) {
-            headers.insert(
-                "x-user-id",
-                reqwest::header::HeaderValue::from_str(u).context("invalid user id")?,
-            );
-        }
         let http = reqwest::Client::builder()
-            .default_headers(headers)
+            .default_headers(conn.headers()?)
             .pool_max_idle_per_host(64)
             .build()?;
         Ok(BenchClient {
             http,
-            base: format!("{}/api/v1", conn.server.trim_end_matches('/')),
+            base: conn.api_base(),
             provider: provider.to_string(),
             image,
             tracker,
