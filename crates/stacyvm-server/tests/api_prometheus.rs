@@ -15,22 +15,6 @@ use std::process::Command;
 use common::TestServer;
 use serde_json::json;
 
-fn prometheus_tools_present() -> bool {
-    let missing: Vec<&str> = ["promtool", "prometheus"]
-        .into_iter()
-        .filter(|t| Command::new(t).arg("--version").output().is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{missing:?} required in CI: run scripts/ci/prometheus.sh"
-    );
-    eprintln!("skipping the scrape: {missing:?} not installed (scripts/ci/prometheus.sh)");
-    false
-}
-
 async fn scrape(s: &TestServer) -> (String, String) {
     let resp = s
         .http
@@ -81,7 +65,7 @@ async fn prometheus_endpoint_after_real_operations() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 
-    if prometheus_tools_present() {
+    if common::prometheus_present() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let script = root.join("scripts/ci/prom-scrape-check.sh");
         let dashboard = root.join("deploy/grafana-dashboard.json");

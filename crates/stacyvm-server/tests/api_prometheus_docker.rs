@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
@@ -16,21 +15,6 @@ use serde_json::json;
 use stacyvm_core::GoDuration;
 
 const IMAGE: &str = "stacyvm-test/busybox:latest";
-
-fn docker_ready() -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "dockerd with {IMAGE} required in CI: run scripts/ci/docker.sh"
-        );
-        eprintln!("skipping: dockerd or {IMAGE} missing (scripts/ci/docker.sh)");
-    }
-    ok
-}
 
 /// Value of the first sample of `name` whose label set contains `labels`.
 fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
@@ -41,7 +25,7 @@ fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_sandbox_resource_gauges() {
-    if !docker_ready() {
+    if !common::docker_image_present(IMAGE) {
         return;
     }
     let s = TestServer::start_with(|c| {

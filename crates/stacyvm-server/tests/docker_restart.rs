@@ -12,21 +12,6 @@ use serde_json::{Value, json};
 
 const IMAGE: &str = "stacyvm-test/busybox:latest";
 
-fn docker_ready() -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs dockerd and {IMAGE} (scripts/ci/docker.sh)"
-        );
-        eprintln!("skipping: no docker daemon with {IMAGE} (run scripts/ci/docker.sh)");
-    }
-    ok
-}
-
 fn docker_config(c: &mut stacyvm_server::config::Config) {
     c.providers.mock.enabled = false;
     c.providers.docker.enabled = true;
@@ -60,7 +45,7 @@ async fn reconcile_events(s: &TestServer) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_adopts_survivors_and_marks_removed() {
-    if !docker_ready() {
+    if !common::docker_image_present(IMAGE) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

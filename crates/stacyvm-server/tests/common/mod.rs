@@ -161,6 +161,39 @@ pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     (status, v)
 }
 
+/// Whether a real component a test needs is here. In CI a missing one is a
+/// failure, never a silent skip; locally the test skips with the reason.
+pub fn require(present: bool, what: &str, setup: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} required in CI: run {setup}"
+        );
+        eprintln!("skipping: {what} missing ({setup})");
+    }
+    present
+}
+
+/// Docker with the local test image.
+pub fn docker_image_present(image: &str) -> bool {
+    let ok = std::process::Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    require(ok, &format!("dockerd with {image}"), "scripts/ci/docker.sh")
+}
+
+/// promtool and prometheus on PATH.
+pub fn prometheus_present() -> bool {
+    let ok = ["promtool", "prometheus"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok()
+    });
+    require(ok, "promtool and prometheus", "scripts/ci/prometheus.sh")
+}
+
 /// Asserts the contract's error shape and code.
 pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
