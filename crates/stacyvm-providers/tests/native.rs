@@ -146,3 +146,78 @@ async fn failed_spawn_leaves_nothing_behind() {
     p.spawn(&spawn_spec(&id)).await.unwrap();
     p.destroy(&id).await.unwrap();
 }
+
+/// The cgroup2 line of our mountinfo: (mount point, per-mount options,
+/// cgroup options).
+fn cgroup2_mount() -> Option<(String, String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let dash = f.iter().position(|x| *x == "-")?;
+        (f[dash + 1] == "cgroup2").then(|| (f[4].into(), f[5].into(), f[dash + 3].into()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_on_favordynmods_keeping_other_cgroup_options() {
+    use rustix::mount::{MountFlags, mount_remount};
+    use stacyvm_providers::native::NativeProvider;
+    let Some(env) = env().await else { return };
+    let Some((path, mount_opts, opts)) = cgroup2_mount() else {
+        require("a cgroup2 mount");
+        return;
+    };
+    // Switch it off (as on a freshly booted host), keeping every other
+    // option, then let a new provider switch it on again.
+    let others: Vec<&str> = opts
+        .split(',')
+        .filter(|o| !matches!(*o, "rw" | "ro" | "favordynmods"))
+        .collect();
+    let mut flags = MountFlags::empty();
+    for (name, flag) in [
+        ("nosuid", MountFlags::NOSUID),
+        ("nodev", MountFlags::NODEV),
+        ("noexec", MountFlags::NOEXEC),
+        ("relatime", MountFlags::RELATIME),
+    ] {
+        if mount_opts.split(',').any(|o| o == name) {
+            flags |= flag;
+        }
+    }
+    mount_remount(path.as_str(), flags, others.join(",").as_str()).unwrap();
+    assert!(!cgroup2_mount().unwrap().2.contains("favordynmods"));
+
+    let p =
+        NativeProvider::new(env.provider.config().clone(), env.provider.images().clone()).unwrap();
+    let summary = p.config_summary()["cgroup_favor_dynmods"].to_string();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let major: u32 = release.split('.').next().unwrap().parse().unwrap();
+    if major < 6 {
+        assert!(summary.contains("unavailable"), "{summary}");
+        require("Linux 6.0+ (favordynmods)");
+        return;
+    }
+    let (_, mount_after, opts_after) = cgroup2_mount().unwrap();
+    assert!(
+        opts_after.split(',').any(|o| o == "favordynmods"),
+        "{opts_after} ({summary})"
+    );
+    assert!(summary.contains("set by stacyvm"), "{summary}");
+    for o in others {
+        assert!(
+            opts_after.split(',').any(|x| x == o),
+            "lost {o}: {opts_after}"
+        );
+    }
+    assert_eq!(mount_after, mount_opts, "per-mount flags changed");
+
+    // A provider that is told not to touch the host leaves it as it is.
+    let mut cfg = env.provider.config().clone();
+    cfg.cgroup_favor_dynmods = false;
+    let p = NativeProvider::new(cfg, env.provider.images().clone()).unwrap();
+    assert!(
+        p.config_summary()["cgroup_favor_dynmods"]
+            .to_string()
+            .contains("off")
+    );
+}

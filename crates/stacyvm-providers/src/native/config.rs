@@ -31,6 +31,12 @@ pub struct NativeConfig {
     pub seccomp: bool,
     /// How long `spawn` waits for the agent to answer.
     pub start_timeout_ms: u64,
+    /// Remount the host's cgroup2 mount with `favordynmods` at start when
+    /// it lacks it (root only, Linux 6.0+): moving each new sandbox into
+    /// its cgroup then costs ~0.15 ms instead of an RCU grace period
+    /// (~12 ms here), at a small cost to fork/exit host-wide. Default on;
+    /// `false` leaves the host's mounts alone.
+    pub cgroup_favor_dynmods: bool,
 }
 
 /// Network of a sandbox.
@@ -53,6 +59,7 @@ impl Default for NativeConfig {
             network: NetworkMode::None,
             seccomp: true,
             start_timeout_ms: 10_000,
+            cgroup_favor_dynmods: true,
         }
     }
 }
@@ -95,6 +102,7 @@ mod tests {
         assert_eq!(c.pids_limit, 256);
         assert_eq!(c.runtime, "crun");
         assert!(c.seccomp);
+        assert!(c.cgroup_favor_dynmods);
         assert!(serde_json::from_str::<NativeConfig>(r#"{"netwrk":"host"}"#).is_err());
         assert!(c.validate().is_ok());
         let bad = NativeConfig {

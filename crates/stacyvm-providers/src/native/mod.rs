@@ -22,6 +22,7 @@ mod agent_client;
 mod agent_path;
 mod cgroup;
 mod config;
+mod dynmods;
 mod health;
 pub mod image;
 mod nsexec;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::config::NativeConfig;
 use super::image::ImageStore;
 use super::runtime::Runtime;
-use super::{agent_client, agent_path, cgroup, health, rootfs, spec};
+use super::{agent_client, agent_path, cgroup, dynmods, health, rootfs, spec};
 use crate::hostfs::{HostFs, HostRooted};
 use crate::{
     ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
@@ -69,6 +69,8 @@ struct Inner {
     agent: Option<PathBuf>,
     /// Ids destroyed by this process, to answer `Destroyed` not `NotFound`.
     destroyed: Mutex<HashSet<String>>,
+    /// What became of `cgroup_favor_dynmods` (for the config summary).
+    favor_dynmods: String,
 }
 
 impl NativeProvider {
@@ -81,6 +83,21 @@ impl NativeProvider {
             health::find_binary(&config.runtime).unwrap_or_else(|| PathBuf::from(&config.runtime));
         let runtime = Runtime::new(bin, config.data_dir.join("runtime"));
         let agent = agent_path::find(config.agent_path.as_deref()).ok();
+        let favor_dynmods = if config.cgroup_favor_dynmods {
+            match dynmods::ensure() {
+                dynmods::Outcome::AlreadyOn(p) => format!("on ({})", p.display()),
+                dynmods::Outcome::TurnedOn(p) => {
+                    tracing::info!(mount = %p.display(), "remounted cgroup2 with favordynmods: sandboxes join their cgroups without an RCU wait (providers.native.cgroup_favor_dynmods: false to keep the host as is)");
+                    format!("on ({}, set by stacyvm)", p.display())
+                }
+                dynmods::Outcome::Unavailable(why) => {
+                    tracing::debug!(reason = %why, "cgroup favordynmods not set");
+                    format!("unavailable: {why}")
+                }
+            }
+        } else {
+            "off (disabled in config)".to_string()
+        };
         Ok(NativeProvider {
             inner: Arc::new(Inner {
                 config,
@@ -88,6 +105,7 @@ impl NativeProvider {
                 runtime,
                 agent,
                 destroyed: Mutex::default(),
+                favor_dynmods,
             }),
         })
     }
@@ -349,6 +367,7 @@ impl Provider for NativeProvider {
             "pids_limit": c.pids_limit,
             "seccomp": c.seccomp,
             "hybrid_cgroup_workaround": self.inner.runtime.hidden_mount().is_some(),
+            "cgroup_favor_dynmods": self.inner.favor_dynmods,
         })
     }
 
