@@ -287,9 +287,19 @@ impl NativeProvider {
         })
         .await
         .map_err(ProviderError::other)??;
-        if let Err(e) = self.inner.images.release(id.as_str()).await {
+        // The lease goes now; collecting layers it alone kept (an image
+        // removed while this sandbox ran) scans the whole cache under the
+        // index lock, so it runs after destroy has answered. A collection
+        // lost to a process exit happens at the next one.
+        if let Err(e) = self.inner.images.drop_lease(id.as_str()).await {
             tracing::warn!(sandbox_id = %id, error = %e, "releasing image lease");
         }
+        let images = self.inner.images.clone();
+        tokio::spawn(async move {
+            if let Err(e) = images.gc().await {
+                tracing::warn!(error = %e, "image cache collection after destroy");
+            }
+        });
         Ok(())
     }
 

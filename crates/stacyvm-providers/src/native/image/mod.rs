@@ -243,13 +243,19 @@ impl ImageStore {
 
     /// Drops `holder`'s lease and collects what is no longer used.
     pub async fn release(&self, holder: &str) -> Result<GcReport> {
+        self.drop_lease(holder).await?;
+        self.gc().await
+    }
+
+    /// Drops `holder`'s lease without collecting: layers it kept alive go
+    /// at the next [`gc`](Self::gc).
+    pub async fn drop_lease(&self, holder: &str) -> Result<()> {
         let path = index::lease_path(&self.inner.root, holder)?;
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ImageError::io(&path, e)),
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ImageError::io(&path, e)),
         }
-        self.gc().await
     }
 
     /// Counters of network and unpack work since `open`.
