@@ -89,8 +89,10 @@ pub fn find(mountinfo: &str) -> Option<Cgroup2Mount> {
 pub enum Outcome {
     AlreadyOn(PathBuf),
     TurnedOn(PathBuf),
-    /// No cgroup2 mount, not root, or the kernel refused (older than 6.0).
+    /// No cgroup2 mount, or not root: nothing to do here.
     Unavailable(String),
+    /// The kernel refused the remount (older than 6.0, or a locked mount).
+    Refused(String),
 }
 
 /// Turns `favordynmods` on for the host's cgroup2 mount when it is off.
@@ -107,7 +109,7 @@ pub fn ensure() -> Outcome {
     }
     match mount_remount(&m.path, m.flags(), m.data().as_str()) {
         Ok(()) => Outcome::TurnedOn(m.path),
-        Err(e) => Outcome::Unavailable(format!("remount {}: {e}", m.path.display())),
+        Err(e) => Outcome::Refused(format!("remount {}: {e}", m.path.display())),
     }
 }
 

@@ -94,6 +94,10 @@ impl NativeProvider {
                     tracing::debug!(reason = %why, "cgroup favordynmods not set");
                     format!("unavailable: {why}")
                 }
+                dynmods::Outcome::Refused(why) => {
+                    tracing::warn!(reason = %why, "could not turn on cgroup favordynmods: each spawn waits ~10 ms longer for its cgroup move");
+                    format!("unavailable: {why}")
+                }
             }
         } else {
             "off (disabled in config)".to_string()
