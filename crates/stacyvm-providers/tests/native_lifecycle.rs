@@ -127,3 +127,96 @@ async fn spawn_destroy_cycles_leak_nothing() {
     );
     assert!(p.inventory().await.unwrap().unwrap().is_empty());
 }
+
+/// Nothing of sandbox `id` is left on the host: mounts, cgroups, files,
+/// runtime state.
+fn assert_gone(p: &NativeProvider, id: &SandboxId) {
+    let data = p.config().data_dir.clone();
+    assert_eq!(
+        mounts_with(id.as_str()),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+    let dirs = cgroup_dirs(&format!("/stacyvm/{id}"));
+    assert!(dirs.is_empty(), "cgroups left for {id}: {dirs:?}");
+    let dir = data.join("sandboxes").join(id.as_str());
+    assert!(!dir.exists(), "{} left", dir.display());
+    let state = data.join("runtime").join(id.as_str());
+    assert!(!state.exists(), "{} left", state.display());
+}
+
+/// Destroy stops the init itself through the pid the runtime recorded; it
+/// must cope with every state that pid can be in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_copes_with_every_state_of_the_init() {
+    let Some(env) = env().await else { return };
+    let p = &env.provider;
+    let pid_file = |id: &SandboxId| {
+        p.config()
+            .data_dir
+            .join("sandboxes")
+            .join(id.as_str())
+            .join("init.pid")
+    };
+    let init_pid = |id: &SandboxId| -> i32 {
+        std::fs::read_to_string(pid_file(id))
+            .expect("the runtime writes init.pid")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+
+    // Running, with a process of its own in the background: both go.
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let (code, out, _) = run(p, &id, "sleep 300 >/dev/null 2>&1 & echo $!").await;
+    assert_eq!(code, 0);
+    let inner: i32 = out.trim().parse().unwrap();
+    assert!(inner > 1, "{out}");
+    let init = init_pid(&id);
+    p.destroy(&id).await.unwrap();
+    assert!(
+        !std::fs::read(format!("/proc/{init}/cmdline")).is_ok_and(|c| !c.is_empty()),
+        "init {init} still running"
+    );
+    assert_gone(p, &id);
+
+    // Killed from outside before destroy (an OOM kill, an admin).
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let init = init_pid(&id);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(init).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    p.destroy(&id).await.unwrap();
+    assert_gone(p, &id);
+
+    // No pid file (a sandbox from a version that did not record it): the
+    // runtime's forced delete still removes everything.
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    std::fs::remove_file(pid_file(&id)).unwrap();
+    p.destroy(&id).await.unwrap();
+    assert_gone(p, &id);
+
+    // A pid file naming some other process (a recycled pid): that process
+    // is not signalled, and the sandbox still goes.
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    std::fs::write(pid_file(&id), bystander.id().to_string()).unwrap();
+    p.destroy(&id).await.unwrap();
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "destroy killed a process outside the sandbox"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+    assert_gone(p, &id);
+    assert!(p.inventory().await.unwrap().unwrap().is_empty());
+}

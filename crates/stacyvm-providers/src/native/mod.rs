@@ -12,6 +12,8 @@
 //! agent.sock     the agent's listening socket (host-only: the agent got
 //!                the listening fd, the sandbox cannot see or replace it)
 //! console.log    the agent's and the runtime's output, for `logs`
+//! init.pid       the init's host pid, written by the runtime (destroy kills
+//!                it through a pidfd)
 //! ```
 //!
 //! The runtime keeps its own state in `data_dir/runtime` (`--root`), so
@@ -25,6 +27,7 @@ mod config;
 mod dynmods;
 mod health;
 pub mod image;
+mod init;
 mod nsexec;
 mod provider;
 mod rootfs;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::config::NativeConfig;
 use super::image::ImageStore;
 use super::runtime::Runtime;
-use super::{agent_client, agent_path, cgroup, dynmods, health, rootfs, spec};
+use super::{agent_client, agent_path, cgroup, dynmods, health, init, rootfs, spec};
 use crate::hostfs::{HostFs, HostRooted};
 use crate::{
     ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
@@ -26,6 +26,10 @@ use crate::{
 
 /// Longest path a Unix socket address can hold.
 const SUN_PATH_MAX: usize = 107;
+
+/// How long destroy waits for a SIGKILLed init (and with it every process
+/// of the sandbox) to exit before handing the container to the runtime.
+const INIT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What we record about a sandbox next to its bundle (`meta.json`), so a
 /// restarted server can list and re-adopt it.
@@ -50,6 +54,7 @@ struct Paths {
     upper: PathBuf,
     work: PathBuf,
     sock: PathBuf,
+    init_pid: PathBuf,
     console: PathBuf,
     meta: PathBuf,
 }
@@ -137,6 +142,7 @@ impl NativeProvider {
             upper: dir.join("upper"),
             work: dir.join("work"),
             sock: dir.join("agent.sock"),
+            init_pid: dir.join("init.pid"),
             console: dir.join("console.log"),
             meta: dir.join("meta.json"),
             dir,
@@ -249,7 +255,7 @@ impl NativeProvider {
         if let Err(msg) = self
             .inner
             .runtime
-            .run_detached(id, &p.bundle, &listener, console)
+            .run_detached(id, &p.bundle, &p.init_pid, &listener, console)
             .await
         {
             return Err(ProviderError::Other(format!(
@@ -272,7 +278,24 @@ impl NativeProvider {
 
     async fn destroy_inner(&self, id: &SandboxId) -> Result<(), ProviderError> {
         let p = self.paths(id);
-        self.inner.runtime.delete(id.as_str()).await?;
+        // Our own kill is much cheaper than the runtime's (see `init`); the
+        // runtime's forced delete stays for what we cannot identify.
+        let stopped = init::kill(&p.init_pid, &cgroup::path_for(id.as_str()), INIT_EXIT_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(sandbox_id = %id, error = %e, "stopping the sandbox init; leaving it to the runtime");
+                init::Stopped::Unknown
+            });
+        let runtime = &self.inner.runtime;
+        match stopped {
+            init::Stopped::Exited => {
+                if let Err(e) = runtime.delete(id.as_str(), false).await {
+                    tracing::debug!(sandbox_id = %id, error = %e, "plain delete failed; forcing");
+                    runtime.delete(id.as_str(), true).await?;
+                }
+            }
+            init::Stopped::Unknown => runtime.delete(id.as_str(), true).await?,
+        }
         let (rootfs, dir) = (p.rootfs.clone(), p.dir.clone());
         tokio::task::spawn_blocking(move || -> Result<(), ProviderError> {
             rootfs::unmount_overlay(&rootfs).map_err(ProviderError::Other)?;

@@ -57,17 +57,21 @@ impl Runtime {
 
     /// Creates and starts container `id` from `bundle`, detached. `listener`
     /// becomes the init's fd 3; `console` its stdout and stderr (also where
-    /// the runtime reports errors, so they end up in the console log).
+    /// the runtime reports errors, so they end up in the console log). The
+    /// init's host pid is written to `pid_file`.
     pub async fn run_detached(
         &self,
         id: &str,
         bundle: &Path,
+        pid_file: &Path,
         listener: &OwnedFd,
         console: std::fs::File,
     ) -> Result<(), String> {
         let err = console.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = self.command(Some(listener));
-        cmd.args(["run", "--detach", "--preserve-fds", "1", "--bundle"])
+        cmd.args(["run", "--detach", "--preserve-fds", "1", "--pid-file"])
+            .arg(pid_file)
+            .arg("--bundle")
             .arg(bundle)
             .arg(id)
             .stdin(Stdio::null())
@@ -81,11 +85,16 @@ impl Runtime {
         }
     }
 
-    /// Kills and removes container `id`; succeeds if it does not exist.
-    pub async fn delete(&self, id: &str) -> Result<(), ProviderError> {
-        let out = self
-            .command(None)
-            .args(["delete", "--force", id])
+    /// Removes container `id` (with `force`, killing it first); succeeds if
+    /// it does not exist.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), ProviderError> {
+        let mut cmd = self.command(None);
+        cmd.arg("delete");
+        if force {
+            cmd.arg("--force");
+        }
+        let out = cmd
+            .arg(id)
             .stdin(Stdio::null())
             .output()
             .await
