@@ -21,6 +21,10 @@ const SCENARIOS: [&str; 12] = [
 ];
 
 fn run_bench(extra: &[&str]) -> Value {
+    run_bench_with(extra, &[])
+}
+
+fn run_bench_with(extra: &[&str], env: &[(&str, &str)]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_stacyvm"))
         .args([
             "bench",
@@ -32,6 +36,7 @@ fn run_bench(extra: &[&str]) -> Value {
         ])
         .args(extra)
         .env_remove("STACYVM_SERVER")
+        .envs(env.iter().copied())
         .output()
         .expect("stacyvm runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -129,4 +134,35 @@ fn unknown_provider_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown provider \"nope\""), "{stderr}");
+}
+
+/// The embedded server reads the user's configuration (here from the
+/// environment), except what the bench must own: an API key would lock the
+/// bench's own client out.
+#[test]
+fn embedded_server_reads_the_configuration_but_not_the_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_stacyvm"))
+        .args(["bench", "--embedded", "--provider", "mock", "--quick"])
+        .env("STACYVM_DEFAULTS_TTL", "not-a-duration")
+        .output()
+        .expect("stacyvm runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("configuration"), "{stderr}");
+    assert!(stderr.contains("not-a-duration"), "{stderr}");
+
+    let doc = run_bench_with(
+        &["--count", "2", "--density", "1", "--duration", "0.3"],
+        &[
+            ("STACYVM_AUTH_ENABLED", "true"),
+            ("STACYVM_AUTH_API_KEY", "bench-test-key"),
+        ],
+    );
+    let results = doc["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| r["errors"].as_u64() == Some(0) && r["count"].as_u64() > Some(0)),
+        "{doc}"
+    );
 }

@@ -118,7 +118,11 @@ async fn start_embedded(providers: &[String]) -> Result<Embedded> {
         .prefix("stacyvm-bench-")
         .tempdir()
         .context("cannot create a temporary data dir")?;
-    let mut c = Config::default();
+    // The user's configuration (file and STACYVM_* variables) still
+    // applies, so a bench measures their provider settings; the database,
+    // port, limits and provider choice below are the bench's own.
+    let (mut c, _) = Config::load(None, std::env::vars())
+        .context("cannot load the configuration for the embedded server")?;
     c.database.path = dir.path().join("stacyvm.db");
     c.providers.mock.enabled = providers.iter().any(|p| p == "mock");
     c.providers.mock.base_dir = Some(dir.path().join("mock"));
@@ -128,6 +132,9 @@ async fn start_embedded(providers: &[String]) -> Result<Embedded> {
     c.providers.native.enabled = providers.iter().any(|p| p == "native");
     c.providers.default = providers[0].clone();
     c.server.port = 0;
+    // The bench's client talks to this server without a key.
+    c.auth.enabled = false;
+    c.auth.api_key.clear();
     c.defaults.max_sandboxes = c.defaults.max_sandboxes.max(1000);
     c.defaults.max_sandboxes_per_owner = c.defaults.max_sandboxes_per_owner.max(1000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
