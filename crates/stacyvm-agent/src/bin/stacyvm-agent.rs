@@ -1,7 +1,9 @@
 //! `stacyvm-agent`: PID 1 of a native sandbox. Serves the agent protocol on
 //! a listening Unix socket inherited as a file descriptor (`--listen-fd N`,
 //! the provider passes it through the OCI runtime) or bound at a path
-//! (`--socket PATH`, for tests and manual use).
+//! (`--socket PATH`, for tests and manual use). `--tty-signals` (last)
+//! makes it raise ^C, ^\ and ^Z itself, for kernels whose terminals do not
+//! (gVisor's).
 
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixListener;
@@ -37,13 +39,17 @@ fn ensure_stdio() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: stacyvm-agent (--listen-fd N | --socket PATH)");
+    eprintln!("usage: stacyvm-agent (--listen-fd N | --socket PATH) [--tty-signals]");
     std::process::exit(2)
 }
 
 fn main() {
     ensure_stdio();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.last().is_some_and(|a| a == "--tty-signals") {
+        args.pop();
+        stacyvm_agent::server::emulate_tty_signals();
+    }
     let listener = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["--listen-fd", n] => n
             .parse::<i32>()

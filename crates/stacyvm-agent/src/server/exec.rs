@@ -29,6 +29,17 @@ const CHUNK: usize = 32 * 1024;
 
 type Writer = Arc<Mutex<UnixStream>>;
 
+/// Whether the agent raises ^C, ^\ and ^Z itself (see [`write_tty`]).
+static TTY_SIGNALS: AtomicBool = AtomicBool::new(false);
+
+/// Makes the agent turn a terminal's interrupt, quit and suspend
+/// characters into signals itself, for kernels whose terminal passes them
+/// through as data (gVisor's, as packaged in Debian 12). Never needed on
+/// Linux, where doing it as well would signal twice.
+pub fn emulate_tty_signals() {
+    TTY_SIGNALS.store(true, Ordering::SeqCst);
+}
+
 fn send(w: &Writer, frame: &Frame) -> bool {
     let mut s = w.lock().unwrap_or_else(|e| e.into_inner());
     frame.write_to(&mut *s).is_ok()
@@ -243,6 +254,9 @@ fn feed(
         match frame.kind {
             FrameKind::Stdin => {
                 let ok = match &mut input {
+                    Input::Tty(f) if TTY_SIGNALS.load(Ordering::Relaxed) => {
+                        write_tty(f, &frame.payload, pgid).is_ok()
+                    }
                     Input::Pipe(f) | Input::Tty(f) => f.write_all(&frame.payload).is_ok(),
                     Input::None => true,
                 };
@@ -280,6 +294,41 @@ fn feed(
     if !finished.load(Ordering::SeqCst) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
+}
+
+/// Writes terminal input, doing the line discipline's signal part: with
+/// `ISIG` on, each interrupt/quit/suspend character is dropped and its
+/// signal sent to the terminal's foreground process group (the command's
+/// group when the terminal cannot say).
+fn write_tty(f: &mut File, data: &[u8], pgid: Pid) -> std::io::Result<()> {
+    use nix::sys::termios::{LocalFlags, SpecialCharacterIndices as Cc, tcgetattr};
+    let Ok(t) = tcgetattr(&*f) else {
+        return f.write_all(data);
+    };
+    if !t.local_flags.contains(LocalFlags::ISIG) {
+        return f.write_all(data);
+    }
+    let cc = t.control_chars;
+    let keys = [
+        (cc[Cc::VINTR as usize], Signal::SIGINT),
+        (cc[Cc::VQUIT as usize], Signal::SIGQUIT),
+        (cc[Cc::VSUSP as usize], Signal::SIGTSTP),
+    ];
+    let mut start = 0;
+    for (i, b) in data.iter().enumerate() {
+        let Some((_, sig)) = keys.iter().find(|(c, _)| *c != 0 && c == b) else {
+            continue;
+        };
+        f.write_all(&data[start..i])?;
+        start = i + 1;
+        // Never group 0 or 1: that would be the agent's own.
+        let group = nix::unistd::tcgetpgrp(&*f)
+            .ok()
+            .filter(|g| g.as_raw() > 1)
+            .unwrap_or(pgid);
+        let _ = killpg(group, *sig);
+    }
+    f.write_all(&data[start..])
 }
 
 /// `SIGINT`, `INT` or `2`.

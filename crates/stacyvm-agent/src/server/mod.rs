@@ -10,6 +10,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use exec::emulate_tty_signals;
 pub use reaper::Reaper;
 
 use crate::codec::{Frame, FrameKind, read_frame};

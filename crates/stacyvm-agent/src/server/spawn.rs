@@ -136,7 +136,7 @@ pub fn spawn(
 
     let guard = reaper.lock();
     // SAFETY: the child only calls async-signal-safe functions (setsid,
-    // ioctl, dup2, fcntl, chdir, sigprocmask, signal, execve, write, _exit)
+    // ioctl, tcsetpgrp, getpid, dup2, fcntl, chdir, sigprocmask, signal, execve, write, _exit)
     // on memory prepared above, then execs or exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -204,6 +204,12 @@ unsafe fn child(
             fail(err_fd);
         }
         if tty && libc::ioctl(fds[1], libc::TIOCSCTTY, 0) < 0 {
+            fail(err_fd);
+        }
+        // Linux makes our group the terminal's foreground group with
+        // TIOCSCTTY; gVisor does not, and without a foreground group ^C
+        // signals nobody. Say it explicitly.
+        if tty && libc::tcsetpgrp(fds[1], libc::getpid()) < 0 {
             fail(err_fd);
         }
         for (target, fd) in fds.iter().enumerate() {
