@@ -22,15 +22,37 @@ fn conn_err(sock: &Path, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Unavailable(format!("sandbox agent at {}: {e}", sock.display()))
 }
 
+/// Connects to the agent's socket without following a link: under runsc
+/// the socket sits in a directory the sandbox can write, and a link planted
+/// there must not make the host connect to one of its own sockets. The
+/// socket is opened `O_PATH | O_NOFOLLOW`, checked to be a socket, and
+/// connected through its `/proc/self/fd` entry, so what was checked is
+/// what gets connected.
+async fn connect(sock: &Path) -> std::io::Result<UnixStream> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let fd = rustix::fs::open(
+        sock,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a socket",
+        ));
+    }
+    UnixStream::connect(format!("/proc/self/fd/{}", fd.as_raw_fd())).await
+}
+
 async fn send(w: &mut OwnedWriteHalf, frame: &Frame) -> std::io::Result<()> {
     w.write_all(&frame.encode()).await
 }
 
 /// Asks the agent who it is.
 pub async fn info(sock: &Path) -> Result<AgentInfo, ProviderError> {
-    let stream = UnixStream::connect(sock)
-        .await
-        .map_err(|e| conn_err(sock, e))?;
+    let stream = connect(sock).await.map_err(|e| conn_err(sock, e))?;
     let (mut r, mut w) = stream.into_split();
     let req = Request::Info {
         protocol: PROTOCOL_VERSION,
@@ -77,9 +99,7 @@ pub struct Started {
 
 /// Connects and starts `req`.
 pub async fn start(sock: &Path, req: stacyvm_agent::ExecRequest) -> Result<Started, ProviderError> {
-    let stream = UnixStream::connect(sock)
-        .await
-        .map_err(|e| conn_err(sock, e))?;
+    let stream = connect(sock).await.map_err(|e| conn_err(sock, e))?;
     let (mut read, mut write) = stream.into_split();
     send(
         &mut write,
@@ -197,5 +217,28 @@ async fn recv(input: &mut Option<mpsc::Receiver<ExecInput>>) -> Option<ExecInput
     match input {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_to_a_socket_but_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&real).unwrap();
+        connect(&real).await.expect("the socket itself");
+
+        let link = dir.path().join("planted.sock");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(connect(&link).await.is_err(), "followed a symlink");
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = connect(&file).await.unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert!(connect(&dir.path().join("missing")).await.is_err());
     }
 }

@@ -86,7 +86,7 @@ impl NativeProvider {
         config.validate().map_err(ProviderError::InvalidInput)?;
         let bin =
             health::find_binary(&config.runtime).unwrap_or_else(|| PathBuf::from(&config.runtime));
-        let runtime = Runtime::new(bin, config.data_dir.join("runtime"));
+        let runtime = Runtime::new(bin, config.data_dir.join("runtime"), config.network);
         let agent = agent_path::find(config.agent_path.as_deref()).ok();
         let favor_dynmods = if config.cgroup_favor_dynmods {
             match dynmods::ensure() {
@@ -141,7 +141,13 @@ impl NativeProvider {
             rootfs: dir.join("rootfs"),
             upper: dir.join("upper"),
             work: dir.join("work"),
-            sock: dir.join("agent.sock"),
+            // Bound by the host where the sandbox cannot reach it, or by the
+            // agent in the directory mounted into the sandbox (runsc).
+            sock: if self.inner.runtime.passes_fds() {
+                dir.join(spec::SOCKET_NAME)
+            } else {
+                dir.join("run").join(spec::SOCKET_NAME)
+            },
             init_pid: dir.join("init.pid"),
             console: dir.join("console.log"),
             meta: dir.join("meta.json"),
@@ -202,6 +208,10 @@ impl NativeProvider {
         for d in [&p.bundle, &p.rootfs, &p.upper, &p.work] {
             std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
         }
+        let socket_dir = p.sock.parent().filter(|d| *d != p.dir.as_path());
+        if let Some(d) = socket_dir {
+            std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+        }
         self.inner.images.lease(id, &image).await?;
         let meta = Meta {
             id: id.to_string(),
@@ -225,6 +235,11 @@ impl NativeProvider {
             hostname: id,
             rootfs: &p.rootfs,
             agent: &agent,
+            listen: match socket_dir {
+                Some(d) => spec::AgentListen::SocketDir(d),
+                None => spec::AgentListen::Fd,
+            },
+            tty_signals: self.inner.runtime.needs_tty_signals(),
             cgroups_path: &cgroups_path,
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
@@ -239,10 +254,16 @@ impl NativeProvider {
         oci.save(&config_json)
             .map_err(|e| ProviderError::Other(format!("write {}: {e}", config_json.display())))?;
 
-        let _ = std::fs::remove_file(&p.sock);
-        let listener: OwnedFd = UnixListener::bind(&p.sock)
-            .map_err(|e| io_err(&p.sock, e))?
-            .into();
+        let listener: Option<OwnedFd> = if socket_dir.is_none() {
+            let _ = std::fs::remove_file(&p.sock);
+            Some(
+                UnixListener::bind(&p.sock)
+                    .map_err(|e| io_err(&p.sock, e))?
+                    .into(),
+            )
+        } else {
+            None
+        };
         let console = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -255,7 +276,7 @@ impl NativeProvider {
         if let Err(msg) = self
             .inner
             .runtime
-            .run_detached(id, &p.bundle, &p.init_pid, &listener, console)
+            .run_detached(id, &p.bundle, &p.init_pid, listener.as_ref(), console)
             .await
         {
             return Err(ProviderError::Other(format!(
@@ -280,13 +301,17 @@ impl NativeProvider {
         let p = self.paths(id);
         // Our own kill is much cheaper than the runtime's (see `init`); the
         // runtime's forced delete stays for what we cannot identify.
-        let stopped = init::kill(&p.init_pid, &cgroup::path_for(id.as_str()), INIT_EXIT_TIMEOUT)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(sandbox_id = %id, error = %e, "stopping the sandbox init; leaving it to the runtime");
-                init::Stopped::Unknown
-            });
         let runtime = &self.inner.runtime;
+        let stopped = if runtime.pid_file_is_init() {
+            init::kill(&p.init_pid, &cgroup::path_for(id.as_str()), INIT_EXIT_TIMEOUT)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(sandbox_id = %id, error = %e, "stopping the sandbox init; leaving it to the runtime");
+                    init::Stopped::Unknown
+                })
+        } else {
+            init::Stopped::Unknown
+        };
         match stopped {
             init::Stopped::Exited => {
                 if let Err(e) = runtime.delete(id.as_str(), false).await {

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use super::config::NetworkMode;
 use super::nsexec::{self, ChildSetup};
 use crate::ProviderError;
 
@@ -19,6 +20,11 @@ pub struct Runtime {
     root: PathBuf,
     /// The cgroup2 mount hidden from the runtime on hybrid hosts.
     hide_mount: Option<PathBuf>,
+    /// gVisor (`runsc`): no fd passing, its own global flags, and the pid it
+    /// records is its sandbox process, not a pid namespace's init.
+    gvisor: bool,
+    /// Global flags given before every subcommand.
+    global_args: Vec<String>,
 }
 
 /// A container as `state`/`list` report it.
@@ -29,13 +35,37 @@ pub struct ContainerState {
 }
 
 impl Runtime {
-    pub fn new(bin: PathBuf, root: PathBuf) -> Self {
+    pub fn new(bin: PathBuf, root: PathBuf, network: NetworkMode) -> Self {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let gvisor = bin.file_name().is_some_and(|n| n == "runsc");
+        let global_args = if gvisor {
+            gvisor_args(network)
+        } else {
+            Vec::new()
+        };
         Runtime {
             bin,
             root,
             hide_mount: nsexec::hybrid_cgroup2_mount(&info),
+            gvisor,
+            global_args,
         }
+    }
+
+    /// Whether the runtime can hand the init an extra fd (`--preserve-fds`).
+    pub fn passes_fds(&self) -> bool {
+        !self.gvisor
+    }
+
+    /// Whether the sandbox's terminals leave ^C, ^\ and ^Z to the agent.
+    pub fn needs_tty_signals(&self) -> bool {
+        self.gvisor
+    }
+
+    /// Whether the pid written by `--pid-file` is the init of the
+    /// container's pid namespace (so killing it stops the whole sandbox).
+    pub fn pid_file_is_init(&self) -> bool {
+        !self.gvisor
     }
 
     /// The hybrid-host cgroup2 mount being hidden, if any.
@@ -45,7 +75,7 @@ impl Runtime {
 
     fn command(&self, pass_fd: Option<&OwnedFd>) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--root").arg(&self.root);
+        cmd.arg("--root").arg(&self.root).args(&self.global_args);
         cmd.kill_on_drop(true);
         ChildSetup {
             hide_mount: self.hide_mount.clone(),
@@ -56,20 +86,25 @@ impl Runtime {
     }
 
     /// Creates and starts container `id` from `bundle`, detached. `listener`
-    /// becomes the init's fd 3; `console` its stdout and stderr (also where
-    /// the runtime reports errors, so they end up in the console log). The
-    /// init's host pid is written to `pid_file`.
+    /// (only where [`Runtime::passes_fds`]) becomes the init's fd 3;
+    /// `console` its stdout and stderr (also where the runtime reports
+    /// errors, so they end up in the console log). The init's host pid is
+    /// written to `pid_file`.
     pub async fn run_detached(
         &self,
         id: &str,
         bundle: &Path,
         pid_file: &Path,
-        listener: &OwnedFd,
+        listener: Option<&OwnedFd>,
         console: std::fs::File,
     ) -> Result<(), String> {
         let err = console.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = self.command(Some(listener));
-        cmd.args(["run", "--detach", "--preserve-fds", "1", "--pid-file"])
+        let mut cmd = self.command(listener);
+        cmd.args(["run", "--detach"]);
+        if listener.is_some() {
+            cmd.args(["--preserve-fds", "1"]);
+        }
+        cmd.arg("--pid-file")
             .arg(pid_file)
             .arg("--bundle")
             .arg(bundle)
@@ -165,6 +200,26 @@ impl Runtime {
     fn spawn_error(&self, e: std::io::Error) -> String {
         format!("cannot run {}: {e}", self.bin.display())
     }
+}
+
+/// runsc's global flags for our sandboxes: the agent binds its socket in
+/// a host directory (`create`); the host writes files into the root
+/// filesystem behind gVisor's back (`shared`); the network follows ours.
+/// The spec's seccomp profile is not applied inside gVisor's kernel
+/// (`--oci-seccomp` makes every thread creation fail with this runsc, and
+/// the sandbox's system calls never reach the host kernel anyway).
+fn gvisor_args(network: NetworkMode) -> Vec<String> {
+    let net = match network {
+        // gVisor's own stack with only loopback (its `sandbox` mode needs
+        // a prepared network namespace with interfaces to copy).
+        NetworkMode::None => "none",
+        NetworkMode::Host => "host",
+    };
+    vec![
+        "--host-uds=create".into(),
+        "--file-access=shared".into(),
+        format!("--network={net}"),
+    ]
 }
 
 fn not_found(stderr: &str) -> bool {

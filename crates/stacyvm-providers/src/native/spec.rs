@@ -21,6 +21,22 @@ use super::seccomp;
 pub const AGENT_IN_SANDBOX: &str = "/.stacyvm/agent";
 /// The fd on which the agent finds its listening socket.
 pub const LISTEN_FD: u32 = 3;
+/// Where a sandbox's socket directory appears inside it (runsc only).
+pub const SOCKET_DIR_IN_SANDBOX: &str = "/.stacyvm/run";
+/// The agent's socket in that directory (name shared with the host side).
+pub const SOCKET_NAME: &str = "agent.sock";
+
+/// How the agent gets its listening socket.
+#[derive(Debug, Clone, Copy)]
+pub enum AgentListen<'a> {
+    /// Inherited as fd [`LISTEN_FD`], bound by the host where the sandbox
+    /// cannot reach it (runtimes that pass extra fds: crun, runc).
+    Fd,
+    /// Bound by the agent in a host directory mounted into the sandbox
+    /// (gVisor cannot pass fds; `--host-uds=create` makes the socket a
+    /// host one). The host never follows a link placed there.
+    SocketDir(&'a Path),
+}
 /// CPU quota period (µs); the quota is `vcpus` periods.
 const CPU_PERIOD: u64 = 100_000;
 
@@ -30,6 +46,9 @@ pub struct SpecInput<'a> {
     pub hostname: &'a str,
     pub rootfs: &'a Path,
     pub agent: &'a Path,
+    pub listen: AgentListen<'a>,
+    /// The agent raises ^C, ^\ and ^Z itself (gVisor's terminals do not).
+    pub tty_signals: bool,
     pub cgroups_path: &'a str,
     pub memory_mb: u32,
     pub vcpus: u32,
@@ -80,6 +99,22 @@ const READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// The agent's command line.
+fn agent_args(input: &SpecInput<'_>) -> Vec<String> {
+    let mut args = vec![AGENT_IN_SANDBOX.to_string()];
+    match input.listen {
+        AgentListen::Fd => args.extend(["--listen-fd".into(), LISTEN_FD.to_string()]),
+        AgentListen::SocketDir(_) => args.extend([
+            "--socket".into(),
+            format!("{SOCKET_DIR_IN_SANDBOX}/{SOCKET_NAME}"),
+        ]),
+    }
+    if input.tty_signals {
+        args.push("--tty-signals".into());
+    }
+    args
+}
+
 /// Builds the spec.
 pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
     let caps: HashSet<Capability> = CAPS.iter().copied().collect();
@@ -103,11 +138,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(UserBuilder::default().uid(0u32).gid(0u32).build()?)
-        .args(vec![
-            AGENT_IN_SANDBOX.to_string(),
-            "--listen-fd".into(),
-            LISTEN_FD.to_string(),
-        ])
+        .args(agent_args(input))
         .env(env)
         .cwd(input.workdir.clone().unwrap_or_else(|| "/".into()))
         .capabilities(capabilities)
@@ -128,6 +159,22 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
             ])
             .build()?,
     );
+    if let AgentListen::SocketDir(dir) = input.listen {
+        mounts.push(
+            MountBuilder::default()
+                .destination(SOCKET_DIR_IN_SANDBOX)
+                .typ("bind")
+                .source(dir)
+                .options(vec![
+                    "bind".into(),
+                    "rw".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "noexec".into(),
+                ])
+                .build()?,
+        );
+    }
 
     let namespaces: Vec<LinuxNamespace> = [
         Some(LinuxNamespaceType::Pid),
@@ -193,4 +240,69 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
         .mounts(mounts)
         .linux(linux)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(listen: AgentListen<'a>, tty_signals: bool) -> SpecInput<'a> {
+        SpecInput {
+            hostname: "sb-1",
+            rootfs: Path::new("/r"),
+            agent: Path::new("/a"),
+            listen,
+            tty_signals,
+            cgroups_path: "/stacyvm/sb-1",
+            memory_mb: 64,
+            vcpus: 1,
+            pids_limit: 32,
+            network: NetworkMode::None,
+            seccomp: true,
+            env: Vec::new(),
+            workdir: None,
+        }
+    }
+
+    fn has_socket_dir_mount(spec: &Spec) -> bool {
+        spec.mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.destination() == Path::new(SOCKET_DIR_IN_SANDBOX))
+    }
+
+    #[test]
+    fn agent_gets_an_fd_or_a_socket_dir() {
+        let spec = build(&input(AgentListen::Fd, false)).unwrap();
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert_eq!(args, [AGENT_IN_SANDBOX, "--listen-fd", "3"]);
+        assert!(!has_socket_dir_mount(&spec));
+
+        let spec = build(&input(AgentListen::SocketDir(Path::new("/host/run")), true)).unwrap();
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert_eq!(
+            args,
+            [
+                AGENT_IN_SANDBOX,
+                "--socket",
+                "/.stacyvm/run/agent.sock",
+                "--tty-signals"
+            ]
+        );
+        let mount = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new(SOCKET_DIR_IN_SANDBOX))
+            .expect("socket dir mounted");
+        assert_eq!(mount.source().as_deref(), Some(Path::new("/host/run")));
+        let opts = mount.options().clone().unwrap();
+        assert!(
+            ["nosuid", "nodev", "noexec"]
+                .iter()
+                .all(|o| opts.iter().any(|x| x == o))
+        );
+    }
 }
