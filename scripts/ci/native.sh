@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a host for the native provider and its tests (idempotent; fresh
-# Debian 12, as root): installs the OCI runtime (crun, plus runc as an
-# alternative), builds the static in-sandbox agent and installs it where the
+# Debian 12, as root): installs the OCI runtime (crun, plus runc and gVisor's
+# runsc as alternatives), builds the static in-sandbox agent and installs it where the
 # provider looks for it, and builds the busybox test rootfs.
 #
 # Usage: scripts/ci/native.sh
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/../.."
 need=()
 command -v crun >/dev/null || need+=(crun)
 command -v runc >/dev/null || need+=(runc)
+command -v runsc >/dev/null || need+=(runsc)
 command -v file >/dev/null || need+=(file)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
