@@ -432,10 +432,30 @@ fn parse_tree(text: &str, origin: Option<&Path>) -> Result<Value, ConfigError> {
 }
 
 fn from_tree(tree: Value, origin: Option<&Path>) -> Result<Config, ConfigError> {
-    serde_yaml::from_value(tree).map_err(|e| ConfigError::Parse {
-        origin: origin.map(Path::to_path_buf),
-        message: e.to_string(),
+    serde_path_to_error::deserialize(tree).map_err(|e| {
+        let key = e.path().to_string();
+        // A type error quotes the value; never a secret's.
+        let what = if is_secret_key(&key) {
+            "invalid value (not shown: it is a secret)".to_string()
+        } else {
+            e.inner().to_string()
+        };
+        ConfigError::Parse {
+            origin: origin.map(Path::to_path_buf),
+            message: if key.is_empty() || key == "." {
+                what
+            } else {
+                format!("{key}: {what}")
+            },
+        }
     })
+}
+
+/// Whether a dotted key names a secret (API keys, registry credentials).
+fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    key.starts_with("images.credentials")
+        || ["api_key", "admin_api_key", "password", "username", "token"].contains(&last)
 }
 
 /// Every leaf key of the config schema (`server.port`, ...) with the type of
@@ -549,6 +569,31 @@ mod tests {
         assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:7423");
         assert_eq!(c.providers.default, "auto");
         assert!(!c.providers.mock.enabled);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_but_never_shows_a_secret() {
+        let err = Config::load(None, env(&[("STACYVM_DEFAULTS_TTL", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defaults.ttl"), "{err}");
+        assert!(err.contains("soon"), "{err}");
+
+        let err = Config::from_yaml("server:\n  port: many\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.port"), "{err}");
+
+        // serde quotes a mistyped scalar; not when it is a secret.
+        let err = Config::from_yaml("logging:\n  format: 987654321\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("987654321"), "{err}");
+        let err = Config::from_yaml("auth:\n  api_key: 987654321\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.api_key"), "{err}");
+        assert!(!err.contains("987654321"), "secret in the error: {err}");
     }
 
     #[test]
