@@ -2,7 +2,8 @@
 # Local OCI registries and test images for the native image store's tests.
 # Idempotent; for a fresh Debian 12 as root (CI=true or not). It:
 #   - installs docker-registry, skopeo, umoci, apache2-utils (htpasswd),
-#     busybox-static (and mmdebstrap when STACYVM_CI_DEBIAN=1);
+#     busybox-static (and mmdebstrap for the Debian image: with CI set, or
+#     STACYVM_CI_DEBIAN=1; STACYVM_CI_DEBIAN=0 opts out);
 #   - runs a plain registry on 127.0.0.1:5000 and one with htpasswd basic
 #     auth on 127.0.0.1:5001 (user stacyvm, password below);
 #   - builds test images in an OCI layout with umoci and pushes them with
@@ -11,12 +12,15 @@
 #       stacyvm-test/layers:latest         busybox + fixtures layer + a layer
 #                                          with a whiteout and an opaque dir
 #       stacyvm-test/layers-docker:latest  same, as Docker v2 schema 2
-#       stacyvm-test/debian:bookworm       mmdebstrap minbase (optional)
+#       stacyvm-test/debian:bookworm       mmdebstrap minbase (CI, or opt-in)
 #   - writes the test environment to $STATE/registry.env (source it).
 # Usage: scripts/ci/registry.sh            then: . /var/lib/stacyvm-ci/registry.env
 set -euo pipefail
 
 STATE=${STACYVM_CI_STATE:-/var/lib/stacyvm-ci}
+# The Debian image takes a minute or two (mmdebstrap from the Debian
+# mirror): built in CI, opt-in elsewhere.
+if [ -n "${CI:-}" ]; then DEBIAN=${STACYVM_CI_DEBIAN:-1}; else DEBIAN=${STACYVM_CI_DEBIAN:-0}; fi
 IMAGES=$STATE/images
 STAMP_VERSION=3
 AUTH_USER=stacyvm
@@ -27,7 +31,7 @@ log() { echo "registry.sh: $*" >&2; }
 
 install_packages() {
   local want=(docker-registry skopeo umoci apache2-utils busybox-static curl)
-  [ "${STACYVM_CI_DEBIAN:-0}" = 1 ] && want+=(mmdebstrap)
+  [ "$DEBIAN" = 1 ] && want+=(mmdebstrap)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -189,7 +193,7 @@ main() {
   push "$IMAGES/oci:busybox" stacyvm-test/busybox:latest
   push "$IMAGES/oci:layers" stacyvm-test/layers:latest
   push "$IMAGES/oci:layers" stacyvm-test/layers-docker:latest --format v2s2
-  if [ "${STACYVM_CI_DEBIAN:-0}" = 1 ]; then
+  if [ "$DEBIAN" = 1 ]; then
     build_debian
     push "$IMAGES/oci-debian:debian" stacyvm-test/debian:bookworm
   fi
@@ -199,7 +203,7 @@ export STACYVM_TEST_REGISTRY_AUTH=127.0.0.1:5001
 export STACYVM_TEST_REGISTRY_USER=$AUTH_USER
 export STACYVM_TEST_REGISTRY_PASSWORD=$AUTH_PASS
 export STACYVM_TEST_IMAGES=$IMAGES
-export STACYVM_TEST_DEBIAN=${STACYVM_CI_DEBIAN:-0}
+export STACYVM_TEST_DEBIAN=$DEBIAN
 EOF
   log "ready; environment in $STATE/registry.env"
 }

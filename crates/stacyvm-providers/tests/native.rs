@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use native_support::*;
 use stacyvm_core::SandboxId;
+use stacyvm_providers::native::image::ImageConfig;
 use stacyvm_providers::{ExecEvent, ExecInput, Provider, RuntimeStatus, StreamOptions, TtySize};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,6 +130,45 @@ async fn health_names_what_is_missing() {
     let err = p.spawn(&spawn_spec(&id)).await.unwrap_err();
     assert!(err.to_string().contains("stacyvm-agent"), "{err}");
     assert!(!dir.path().join("d/sandboxes").join(id.as_str()).exists());
+}
+
+/// A real distribution (glibc, bash, dpkg, thousands of files) pulled from
+/// the local registry, through the same code path as Docker Hub images,
+/// runs as a sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debian_image_from_the_registry_runs() {
+    let Some((registry, debian)) = test_registry() else {
+        require("the test registry (scripts/ci/registry.sh)");
+        return;
+    };
+    if !debian {
+        require("the Debian test image (STACYVM_CI_DEBIAN=1 scripts/ci/registry.sh)");
+        return;
+    }
+    let images = ImageConfig {
+        insecure_registries: vec![registry.clone()],
+        ..Default::default()
+    };
+    let Some(env) = env_with_images(images, |_| {}).await else {
+        return;
+    };
+    let p = &env.provider;
+    let id = SandboxId::generate();
+    let mut spec = spawn_spec(&id);
+    spec.image = format!("{registry}/stacyvm-test/debian:bookworm");
+    p.spawn(&spec).await.unwrap();
+    let (code, out, err) = run(
+        p,
+        &id,
+        "bash -c 'echo bash=${BASH_VERSINFO[0]}'; dpkg-query -W -f '${Status}' libc6; echo; . /etc/os-release; echo $VERSION_CODENAME",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("bash=5"), "{out}");
+    assert_eq!(lines[1], "install ok installed", "{out}");
+    assert_eq!(lines[2], "bookworm", "{out}");
+    p.destroy(&id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,9 @@ use stacyvm_providers::native::image::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "common/mod.rs"]
+mod common;
+
 struct Env {
     registry: String,
     auth_registry: String,
@@ -30,30 +33,9 @@ fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// Settings from the environment, else from the file registry.sh writes
-/// (`$STACYVM_CI_STATE/registry.env`, default `/var/lib/stacyvm-ci`).
-fn settings() -> std::collections::HashMap<String, String> {
-    let mut map = std::collections::HashMap::new();
-    let state = std::env::var("STACYVM_CI_STATE").unwrap_or_else(|_| "/var/lib/stacyvm-ci".into());
-    if let Ok(text) = std::fs::read_to_string(Path::new(&state).join("registry.env")) {
-        for line in text.lines() {
-            let line = line.trim().trim_start_matches("export ").trim();
-            if let Some((k, v)) = line.split_once('=') {
-                map.insert(k.to_owned(), v.to_owned());
-            }
-        }
-    }
-    for (k, v) in std::env::vars() {
-        if k.starts_with("STACYVM_TEST_") && !v.is_empty() {
-            map.insert(k, v);
-        }
-    }
-    map
-}
-
 /// The test registries, or `None` (skip) outside CI.
 fn env() -> Option<Env> {
-    let s = settings();
+    let s = common::registry_settings();
     let reachable = |addr: &str| {
         addr.parse::<std::net::SocketAddr>().ok().is_some_and(|a| {
             std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()
@@ -582,6 +564,9 @@ async fn credentials_work_and_never_show() {
 async fn debian_minbase_unpacks_into_a_working_root() {
     let Some(env) = env() else { return };
     if !env.debian {
+        if in_ci() {
+            panic!("the debian test image is built in CI: run scripts/ci/registry.sh with CI set");
+        }
         eprintln!(
             "skipping: debian test image not built (STACYVM_CI_DEBIAN=1 scripts/ci/registry.sh)"
         );

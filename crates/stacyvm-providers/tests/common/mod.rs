@@ -1,6 +1,7 @@
 //! Helpers shared by the per-provider test support modules (included by
 //! `docker_support` and `native_support` through `#[path]`): shell specs,
-//! running a script, and cleanup that must run from `Drop`.
+//! running a script, cleanup that must run from `Drop`, and the settings
+//! of the test registries.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -40,4 +41,25 @@ pub fn block_on_thread(cleanup: impl Future<Output = ()> + Send + 'static) {
         }
     })
     .join();
+}
+
+/// Settings from the environment, else from the file registry.sh writes
+/// (`$STACYVM_CI_STATE/registry.env`, default `/var/lib/stacyvm-ci`).
+pub fn registry_settings() -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    let state = std::env::var("STACYVM_CI_STATE").unwrap_or_else(|_| "/var/lib/stacyvm-ci".into());
+    if let Ok(text) = std::fs::read_to_string(std::path::Path::new(&state).join("registry.env")) {
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("export ").trim();
+            if let Some((k, v)) = line.split_once('=') {
+                map.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+    for (k, v) in std::env::vars() {
+        if k.starts_with("STACYVM_TEST_") && !v.is_empty() {
+            map.insert(k, v);
+        }
+    }
+    map
 }

@@ -72,17 +72,44 @@ impl Drop for Env {
 }
 
 pub async fn env_with(config: impl FnOnce(&mut NativeConfig)) -> Option<Env> {
+    env_with_images(ImageConfig::default(), config).await
+}
+
+/// [`env_with`] with image pull settings (e.g. the local test registry).
+pub async fn env_with_images(
+    images: ImageConfig,
+    config: impl FnOnce(&mut NativeConfig),
+) -> Option<Env> {
     let dir = tempfile::Builder::new()
         .prefix("svn")
         .tempdir_in("/var/tmp")
         .ok()?;
-    let provider = provider_at(dir.path(), config).await?;
+    let provider = provider_with(dir.path(), images, config).await?;
     Some(Env { provider, dir })
+}
+
+/// The local test registry (`scripts/ci/registry.sh`): its address, and
+/// whether it holds the Debian image.
+pub fn test_registry() -> Option<(String, bool)> {
+    let s = common::registry_settings();
+    let registry = s.get("STACYVM_TEST_REGISTRY")?.clone();
+    Some((
+        registry,
+        s.get("STACYVM_TEST_DEBIAN").is_some_and(|v| v == "1"),
+    ))
 }
 
 /// A provider with its data under `dir`, the busybox image imported.
 pub async fn provider_at(
     dir: &Path,
+    config: impl FnOnce(&mut NativeConfig),
+) -> Option<NativeProvider> {
+    provider_with(dir, ImageConfig::default(), config).await
+}
+
+async fn provider_with(
+    dir: &Path,
+    image_config: ImageConfig,
     config: impl FnOnce(&mut NativeConfig),
 ) -> Option<NativeProvider> {
     if !rustix::process::geteuid().is_root() {
@@ -98,7 +125,7 @@ pub async fn provider_at(
         cfg.runtime = rt;
     }
     config(&mut cfg);
-    let images = ImageStore::open(dir.join("images"), ImageConfig::default()).unwrap();
+    let images = ImageStore::open(dir.join("images"), image_config).unwrap();
     let provider = NativeProvider::new(cfg, images.clone()).unwrap();
     let HealthReport { healthy, error } = provider.health().await;
     if !healthy {
