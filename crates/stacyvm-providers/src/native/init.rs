@@ -134,15 +134,21 @@ mod tests {
         assert!(kill(&f, "/x", Duration::from_secs(1)).await.is_err());
     }
 
-    #[tokio::test]
-    async fn a_process_outside_the_cgroup_is_left_alone() {
-        let mut child = std::process::Command::new("sleep")
+    /// A `sleep` child and a pid file naming it.
+    fn sleeper() -> (std::process::Child, tempfile::TempDir, std::path::PathBuf) {
+        let child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("init.pid");
         std::fs::write(&f, child.id().to_string()).unwrap();
+        (child, dir, f)
+    }
+
+    #[tokio::test]
+    async fn a_process_outside_the_cgroup_is_left_alone() {
+        let (mut child, _dir, f) = sleeper();
         let got = kill(&f, "/stacyvm/sb-not-this-one", Duration::from_secs(1))
             .await
             .unwrap();
@@ -163,13 +169,7 @@ mod tests {
             .next()
             .unwrap()
             .to_string();
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("init.pid");
-        std::fs::write(&f, child.id().to_string()).unwrap();
+        let (mut child, _dir, f) = sleeper();
         let got = kill(&f, &rel, Duration::from_secs(5)).await.unwrap();
         assert_eq!(got, Stopped::Exited);
         // Exited by SIGKILL, observed before we reaped it.
