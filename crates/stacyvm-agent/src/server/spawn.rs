@@ -136,7 +136,8 @@ pub fn spawn(
 
     let guard = reaper.lock();
     // SAFETY: the child only calls async-signal-safe functions (setsid,
-    // ioctl, tcsetpgrp, getpid, dup2, fcntl, chdir, sigprocmask, signal, execve, write, _exit)
+    // ioctl, tcsetpgrp, getpid, dup2, fcntl, chdir, sigprocmask, signal,
+    // execve, write, _exit)
     // on memory prepared above, then execs or exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -207,10 +208,10 @@ unsafe fn child(
             fail(err_fd);
         }
         // Linux makes our group the terminal's foreground group with
-        // TIOCSCTTY; gVisor does not, and without a foreground group ^C
-        // signals nobody. Say it explicitly.
-        if tty && libc::tcsetpgrp(fds[1], libc::getpid()) < 0 {
-            fail(err_fd);
+        // TIOCSCTTY; gVisor does not. Say it explicitly, best effort: the
+        // command runs either way.
+        if tty {
+            libc::tcsetpgrp(fds[1], libc::getpid());
         }
         for (target, fd) in fds.iter().enumerate() {
             let target = target as RawFd;
