@@ -54,6 +54,9 @@ struct Paths {
     upper: PathBuf,
     work: PathBuf,
     sock: PathBuf,
+    /// Where the agent binds `sock` itself (runsc): mounted into the
+    /// sandbox. `None`: the host binds it and passes the fd.
+    socket_dir: Option<PathBuf>,
     init_pid: PathBuf,
     console: PathBuf,
     meta: PathBuf,
@@ -136,18 +139,17 @@ impl NativeProvider {
             .data_dir
             .join("sandboxes")
             .join(id.as_str());
+        // The host binds the agent's socket where the sandbox cannot reach
+        // it; a runtime that cannot pass the fd (runsc) has the agent bind
+        // it in a directory mounted into the sandbox.
+        let socket_dir = (!self.inner.runtime.passes_fds()).then(|| dir.join("run"));
         Paths {
             bundle: dir.join("bundle"),
             rootfs: dir.join("rootfs"),
             upper: dir.join("upper"),
             work: dir.join("work"),
-            // Bound by the host where the sandbox cannot reach it, or by the
-            // agent in the directory mounted into the sandbox (runsc).
-            sock: if self.inner.runtime.passes_fds() {
-                dir.join(spec::SOCKET_NAME)
-            } else {
-                dir.join("run").join(spec::SOCKET_NAME)
-            },
+            sock: socket_dir.as_ref().unwrap_or(&dir).join(spec::SOCKET_NAME),
+            socket_dir,
             init_pid: dir.join("init.pid"),
             console: dir.join("console.log"),
             meta: dir.join("meta.json"),
@@ -208,7 +210,7 @@ impl NativeProvider {
         for d in [&p.bundle, &p.rootfs, &p.upper, &p.work] {
             std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
         }
-        let socket_dir = p.sock.parent().filter(|d| *d != p.dir.as_path());
+        let socket_dir = p.socket_dir.as_deref();
         if let Some(d) = socket_dir {
             std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
         }
