@@ -94,6 +94,9 @@ pub struct Sandbox {
     /// Last error seen for this sandbox (state `error`), for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The cluster node that runs it; `None` on a single host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 impl Sandbox {

@@ -144,6 +144,7 @@ fn snapshot(sandboxes: usize) -> ScrapeSnapshot {
                 pids: Some(4),
             })
             .collect(),
+        destroys: Default::default(),
     }
 }
 
@@ -226,6 +227,7 @@ fn sandbox_record(id: &str, provider: &str) -> Sandbox {
         preview_domain: None,
         template: None,
         error: None,
+        node_id: None,
     }
 }
 
@@ -246,6 +248,7 @@ fn g_scrape(
                 events: template.events,
                 operations: metrics.snapshot(),
                 sandbox_resources: cache.snapshot(),
+                destroys: Default::default(),
             };
             render(snap).expect("render")
         })

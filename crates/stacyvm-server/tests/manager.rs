@@ -8,82 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use stacyvm_core::{EventType, ExecRequest, GoDuration, SandboxId, SandboxState};
-use stacyvm_providers::mock::MockProvider;
 use stacyvm_providers::{Provider, SpawnSpec};
-use stacyvm_server::events::EventBus;
-use stacyvm_server::manager::{
-    Clock, Limits, Manager, ManagerError, ManagerOptions, SpawnRequest, SystemClock, TokioClock,
-};
+use stacyvm_server::manager::{Limits, ManagerError, SpawnRequest, SystemClock, TokioClock};
 use stacyvm_store::{MemoryStore, Store};
 
 mod common;
-use common::switchable::Switchable;
-
-struct Fixture {
-    manager: Manager,
-    provider: Arc<Switchable>,
-    _dir: tempfile::TempDir,
-}
-
-fn limits() -> Limits {
-    Limits {
-        default_image: "busybox".into(),
-        default_ttl: GoDuration::from_secs(600),
-        default_memory_mb: 128,
-        default_vcpus: 1,
-        max_ttl: GoDuration::from_secs(3600),
-        default_exec_timeout: GoDuration::from_secs(30),
-        max_exec_timeout: GoDuration::from_secs(120),
-        max_sandboxes: 0,
-        max_sandboxes_per_owner: 0,
-        max_memory_mb: 0,
-        max_vcpus: 0,
-    }
-}
-
-async fn fixture_with(
-    limits: Limits,
-    clock: Arc<dyn Clock>,
-    store: Option<Arc<dyn Store>>,
-    dir: Option<tempfile::TempDir>,
-) -> Fixture {
-    let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-    let provider = Arc::new(Switchable::new(
-        "mock",
-        MockProvider::new(dir.path().join("mock")).unwrap(),
-    ));
-    let store: Arc<dyn Store> = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-    let manager = Manager::new(ManagerOptions {
-        store,
-        providers: vec![provider.clone()],
-        default_provider: "mock".into(),
-        limits,
-        events: EventBus::new(1000),
-        clock,
-        health_interval: Duration::from_secs(3600),
-        reaper_interval: Duration::from_secs(3600),
-        preview_domain: None,
-    })
-    .unwrap();
-    manager.refresh_health().await;
-    Fixture {
-        manager,
-        provider,
-        _dir: dir,
-    }
-}
-
-async fn fixture(limits: Limits) -> Fixture {
-    fixture_with(limits, Arc::new(SystemClock), None, None).await
-}
-
-fn kinds(m: &Manager) -> Vec<EventType> {
-    m.events()
-        .recent(1000)
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
-}
+use common::fixture::{fixture, fixture_with, kinds, limits};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_spawns_never_over_admit() {

@@ -72,6 +72,7 @@ async fn metrics(State(m): State<Arc<OperationMetrics>>) -> impl IntoResponse {
             memory_bytes: Some(1 << 20),
             pids: Some(2),
         }],
+        destroys: Default::default(),
     };
     let body = render(snapshot).expect("rendering into a String cannot fail");
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)

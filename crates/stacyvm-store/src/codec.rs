@@ -29,6 +29,61 @@ pub(crate) struct SandboxRow {
     pub preview_domain: Option<String>,
     pub template: Option<String>,
     pub error: Option<String>,
+    pub node_id: Option<String>,
+    /// 1 while the sandbox counts against limits (`SandboxState::is_active`);
+    /// written for the usage triggers, never read back.
+    #[sqlx(default)]
+    pub counted: i64,
+}
+
+/// A `sandbox_usage` row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct UsageRow {
+    pub sandboxes: i64,
+    pub memory_mb: i64,
+    pub vcpus: i64,
+}
+
+impl From<UsageRow> for crate::Usage {
+    fn from(r: UsageRow) -> Self {
+        crate::Usage {
+            sandboxes: crate::admission::total(r.sandboxes),
+            memory_mb: crate::admission::total(r.memory_mb),
+            vcpus: crate::admission::total(r.vcpus),
+        }
+    }
+}
+
+/// A `sandbox_usage` row with its scope.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ScopedUsageRow {
+    pub scope: String,
+    pub sandboxes: i64,
+    pub memory_mb: i64,
+    pub vcpus: i64,
+}
+
+impl ScopedUsageRow {
+    pub fn usage(&self) -> crate::Usage {
+        crate::Usage {
+            sandboxes: crate::admission::total(self.sandboxes),
+            memory_mb: crate::admission::total(self.memory_mb),
+            vcpus: crate::admission::total(self.vcpus),
+        }
+    }
+}
+
+/// One expiry timestamp.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ExpiryRow {
+    pub expires_at: String,
+}
+
+impl ExpiryRow {
+    pub fn decode(self) -> Result<DateTime<Utc>, StoreError> {
+        decode_time(&self.expires_at)
+            .map_err(|e| StoreError::Corrupt(format!("sandbox expiry: {e}")))
+    }
 }
 
 /// A `templates` row as stored.
@@ -43,6 +98,11 @@ pub(crate) struct TemplateRow {
     pub metadata: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The `counted` column of a sandbox in `state`.
+pub(crate) fn counted(state: SandboxState) -> i64 {
+    i64::from(state.is_active())
 }
 
 /// Fixed-width text form of a timestamp (see the module docs).
@@ -71,6 +131,8 @@ impl SandboxRow {
             preview_domain: s.preview_domain.clone(),
             template: s.template.clone(),
             error: s.error.clone(),
+            node_id: s.node_id.clone(),
+            counted: counted(s.state),
         }
     }
 
@@ -100,6 +162,7 @@ impl SandboxRow {
             preview_domain: self.preview_domain,
             template: self.template,
             error: self.error,
+            node_id: self.node_id,
         })
     }
 }
@@ -207,6 +270,27 @@ where
     if let Some(provider) = &filter.provider {
         qb.push(" AND provider = ").push_bind(provider.clone());
     }
+    if let Some(node) = &filter.node_id {
+        qb.push(" AND node_id = ").push_bind(node.clone());
+    }
+}
+
+/// Appends ` AND state IN (...)` for `states` (nothing matches when empty).
+pub(crate) fn push_states<'a, DB>(qb: &mut sqlx::QueryBuilder<'a, DB>, states: &[SandboxState])
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if states.is_empty() {
+        qb.push(" AND 1 = 0");
+        return;
+    }
+    qb.push(" AND state IN (");
+    let mut list = qb.separated(", ");
+    for s in states {
+        list.push_bind(s.as_str().to_string());
+    }
+    qb.push(")");
 }
 
 #[cfg(test)]

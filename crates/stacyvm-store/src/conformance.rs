@@ -13,7 +13,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use stacyvm_core::{GoDuration, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
-use crate::{SandboxFilter, Store, StoreError};
+use crate::{
+    Admission, AdmissionLimits, LimitedResource, RefusedScope, SandboxFilter, ScopeLimits, Store,
+    StoreError, Usage, UsageScope,
+};
 
 /// Runs every case against `store`.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -33,6 +36,12 @@ pub async fn run_all(store: Arc<dyn Store>) {
     template_delete(s).await;
     ping(s).await;
     concurrent_inserts(store.clone(), 32).await;
+    usage_follows_every_write(s).await;
+    admission_limits(s).await;
+    admission_is_exact_under_concurrency(store.clone(), 50, 20).await;
+    transitions_are_conditional(s).await;
+    expiry_is_claimed_once(store.clone()).await;
+    node_filter(s).await;
 }
 
 /// A timestamp with every nanosecond digit set, so truncation shows.
@@ -70,6 +79,7 @@ pub fn minimal_sandbox() -> Sandbox {
         preview_domain: None,
         template: None,
         error: None,
+        node_id: None,
     }
 }
 
@@ -99,6 +109,7 @@ pub fn full_sandbox() -> Sandbox {
         preview_domain: Some("preview.example.com".to_string()),
         template: Some("python-3.12".to_string()),
         error: Some("provider said: 'no space left on device'\nretry later".to_string()),
+        node_id: Some("node-a.example".to_string()),
     }
 }
 
@@ -304,6 +315,7 @@ pub async fn sandbox_list_filters(store: &dyn Store) {
                 owner: Some(alice.clone()),
                 state: Some(SandboxState::Expired),
                 include_destroyed: false,
+                node_id: None,
             },
             vec![&s5],
         ),
@@ -543,4 +555,459 @@ pub async fn concurrent_inserts(store: Arc<dyn Store>, n: usize) {
         .await
         .expect("list");
     assert_eq!(listed, written, "every concurrent insert is stored once");
+}
+
+fn usage(sandboxes: u64, memory_mb: u64, vcpus: u64) -> Usage {
+    Usage {
+        sandboxes,
+        memory_mb,
+        vcpus,
+    }
+}
+
+/// `Usage(after) - Usage(before)`, per field (totals only grow in a case).
+fn delta(after: Usage, before: Usage) -> Usage {
+    usage(
+        after.sandboxes - before.sandboxes,
+        after.memory_mb - before.memory_mb,
+        after.vcpus - before.vcpus,
+    )
+}
+
+async fn usage_of(store: &dyn Store, scope: &UsageScope) -> Usage {
+    store.usage(scope).await.expect("usage")
+}
+
+/// The per-scope totals count exactly the active sandboxes, through
+/// inserts, admissions, updates, transitions, expiry and deletes.
+pub async fn usage_follows_every_write(store: &dyn Store) {
+    let alice = owner(&unique("usage-alice"));
+    let bob = owner(&unique("usage-bob"));
+    let node = unique("usage-node");
+    let owner_scope = UsageScope::Owner(alice.clone());
+    let node_scope = UsageScope::Node(node.clone());
+    assert_eq!(usage_of(store, &owner_scope).await, Usage::default());
+    let all_before = usage_of(store, &UsageScope::All).await;
+
+    let a = Sandbox {
+        owner_id: Some(alice.clone()),
+        node_id: Some(node.clone()),
+        memory_mb: 100,
+        vcpus: 2,
+        ..minimal_sandbox()
+    };
+    store.insert_sandbox(&a).await.expect("insert");
+    let b = Sandbox {
+        owner_id: Some(alice.clone()),
+        memory_mb: 50,
+        vcpus: 1,
+        state: SandboxState::Running,
+        ..minimal_sandbox()
+    };
+    match store
+        .admit_sandbox(&b, &AdmissionLimits::default(), None)
+        .await
+        .expect("admit")
+    {
+        Admission::Admitted(got) => assert_eq!(got, b),
+        other => panic!("expected admission, got {other:?}"),
+    }
+    // Not counted: an error record.
+    let c = Sandbox {
+        owner_id: Some(alice.clone()),
+        state: SandboxState::Error,
+        ..minimal_sandbox()
+    };
+    store.insert_sandbox(&c).await.expect("insert");
+    assert_eq!(usage_of(store, &owner_scope).await, usage(2, 150, 3));
+    assert_eq!(usage_of(store, &node_scope).await, usage(1, 100, 2));
+    assert_eq!(
+        delta(usage_of(store, &UsageScope::All).await, all_before),
+        usage(2, 150, 3)
+    );
+
+    // creating → running keeps it counted; running → destroyed does not.
+    store
+        .transition(
+            &a.id,
+            &[SandboxState::Creating],
+            SandboxState::Running,
+            None,
+        )
+        .await
+        .expect("transition")
+        .expect("was creating");
+    assert_eq!(usage_of(store, &owner_scope).await, usage(2, 150, 3));
+    store
+        .transition(
+            &a.id,
+            &[SandboxState::Running],
+            SandboxState::Destroyed,
+            None,
+        )
+        .await
+        .expect("transition")
+        .expect("was running");
+    assert_eq!(usage_of(store, &owner_scope).await, usage(1, 50, 1));
+    assert_eq!(usage_of(store, &node_scope).await, usage(0, 0, 0));
+
+    // An update may move a sandbox between owners and change its size.
+    let moved = Sandbox {
+        owner_id: Some(bob.clone()),
+        memory_mb: 70,
+        ..b.clone()
+    };
+    store.update_sandbox(&moved).await.expect("update");
+    assert_eq!(usage_of(store, &owner_scope).await, usage(0, 0, 0));
+    assert_eq!(
+        usage_of(store, &UsageScope::Owner(bob.clone())).await,
+        usage(1, 70, 1)
+    );
+    // Back to counted through a plain update of the error record.
+    let revived = Sandbox {
+        state: SandboxState::Running,
+        ..c.clone()
+    };
+    store.update_sandbox(&revived).await.expect("update");
+    assert_eq!(usage_of(store, &owner_scope).await, usage(1, 512, 1));
+    // Deleting a counted record releases it; deleting an uncounted one
+    // changes nothing.
+    store.delete_sandbox(&c.id).await.expect("delete");
+    store.delete_sandbox(&a.id).await.expect("delete");
+    store.delete_sandbox(&b.id).await.expect("delete");
+    assert_eq!(usage_of(store, &owner_scope).await, Usage::default());
+    assert_eq!(
+        usage_of(store, &UsageScope::Owner(bob)).await,
+        Usage::default()
+    );
+    assert_eq!(usage_of(store, &UsageScope::All).await, all_before);
+}
+
+/// Each limit refuses exactly at its boundary, names its scope, and a
+/// refused admission writes nothing.
+pub async fn admission_limits(store: &dyn Store) {
+    let alice = owner(&unique("limits-alice"));
+    let all = usage_of(store, &UsageScope::All).await;
+    let mk = |memory_mb: u32, vcpus: u32| Sandbox {
+        owner_id: Some(alice.clone()),
+        memory_mb,
+        vcpus,
+        ..minimal_sandbox()
+    };
+    let per_owner = |max_sandboxes, max_memory_mb, max_vcpus| AdmissionLimits {
+        all: ScopeLimits::default(),
+        owner: ScopeLimits {
+            max_sandboxes,
+            max_memory_mb,
+            max_vcpus,
+        },
+    };
+    let admit = |s: Sandbox, l: AdmissionLimits| async move {
+        store.admit_sandbox(&s, &l, None).await.expect("admit")
+    };
+    let first = mk(300, 2);
+    assert!(matches!(
+        admit(first.clone(), per_owner(2, 1000, 4)).await,
+        Admission::Admitted(_)
+    ));
+    // Memory: 300 + 700 = 1000 fits exactly, 300 + 701 does not.
+    let over_memory = mk(701, 1);
+    match admit(over_memory.clone(), per_owner(2, 1000, 4)).await {
+        Admission::Refused(r) => {
+            assert_eq!(r.scope, RefusedScope::Owner(alice.clone()));
+            assert_eq!(r.resource, LimitedResource::MemoryMb);
+            assert_eq!((r.used, r.max), (300, 1000));
+            assert!(r.to_string().contains(alice.as_str()), "{r}");
+        }
+        other => panic!("expected a memory refusal, got {other:?}"),
+    }
+    assert_not_found(
+        store.get_sandbox(&over_memory.id).await,
+        over_memory.id.as_str(),
+    );
+    match admit(mk(100, 3), per_owner(2, 1000, 4)).await {
+        Admission::Refused(r) => assert_eq!(r.resource, LimitedResource::Vcpus),
+        other => panic!("expected a vcpu refusal, got {other:?}"),
+    }
+    let second = mk(700, 2);
+    assert!(matches!(
+        admit(second.clone(), per_owner(2, 1000, 4)).await,
+        Admission::Admitted(_)
+    ));
+    match admit(mk(1, 1), per_owner(2, 0, 0)).await {
+        Admission::Refused(r) => {
+            assert_eq!(r.resource, LimitedResource::Sandboxes);
+            assert_eq!((r.used, r.max), (2, 2));
+        }
+        other => panic!("expected a count refusal, got {other:?}"),
+    }
+    // The cluster-wide scope is checked first.
+    let everything = AdmissionLimits {
+        all: ScopeLimits {
+            max_sandboxes: all.sandboxes + 2,
+            ..ScopeLimits::default()
+        },
+        owner: ScopeLimits::default(),
+    };
+    match admit(mk(1, 1), everything).await {
+        Admission::Refused(r) => {
+            assert_eq!(r.scope, RefusedScope::All);
+            assert!(r.to_string().contains("sandbox limit reached"), "{r}");
+        }
+        other => panic!("expected a global refusal, got {other:?}"),
+    }
+    // A sandbox without an owner ignores the owner's limits.
+    let ownerless = Sandbox {
+        owner_id: None,
+        ..mk(1, 1)
+    };
+    assert!(matches!(
+        admit(ownerless.clone(), per_owner(1, 1, 1)).await,
+        Admission::Admitted(_)
+    ));
+    // An admitted id that exists is a conflict, not a second record.
+    assert_conflict(
+        store
+            .admit_sandbox(&first, &AdmissionLimits::default(), None)
+            .await
+            .map(|_| ()),
+        first.id.as_str(),
+    );
+    for s in [&first, &second, &ownerless] {
+        store.delete_sandbox(&s.id).await.expect("delete");
+    }
+    assert_eq!(usage_of(store, &UsageScope::All).await, all);
+}
+
+/// `n` concurrent admissions against room for `room` more admit exactly
+/// `room`, globally and per owner.
+pub async fn admission_is_exact_under_concurrency(store: Arc<dyn Store>, n: usize, room: u64) {
+    for per_owner in [false, true] {
+        let alice = owner(&unique("exact"));
+        let provider = unique("exact");
+        let before = usage_of(&*store, &UsageScope::All).await;
+        let limits = if per_owner {
+            AdmissionLimits {
+                all: ScopeLimits::default(),
+                owner: ScopeLimits {
+                    max_sandboxes: room,
+                    ..ScopeLimits::default()
+                },
+            }
+        } else {
+            AdmissionLimits {
+                all: ScopeLimits {
+                    max_sandboxes: before.sandboxes + room,
+                    ..ScopeLimits::default()
+                },
+                owner: ScopeLimits::default(),
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (store, limits) = (store.clone(), limits.clone());
+            let sandbox = Sandbox {
+                owner_id: Some(alice.clone()),
+                provider: provider.clone(),
+                ..minimal_sandbox()
+            };
+            tasks.spawn(async move { store.admit_sandbox(&sandbox, &limits, None).await });
+        }
+        let (mut admitted, mut refused) = (0u64, 0u64);
+        while let Some(joined) = tasks.join_next().await {
+            match joined.expect("task").expect("admit") {
+                Admission::Admitted(_) => admitted += 1,
+                Admission::Refused(_) => refused += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            (admitted, refused),
+            (room, n as u64 - room),
+            "per owner: {per_owner}"
+        );
+        let listed = store
+            .list_sandboxes(&SandboxFilter {
+                provider: Some(provider),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(listed.len() as u64, room, "exactly the admitted are stored");
+        for s in &listed {
+            store.delete_sandbox(&s.id).await.expect("delete");
+        }
+        assert_eq!(usage_of(&*store, &UsageScope::All).await, before);
+    }
+}
+
+/// `transition` and `set_expiry` apply only to a record in an expected
+/// state and return it as stored; racing transitions have one winner.
+pub async fn transitions_are_conditional(store: &dyn Store) {
+    let s = minimal_sandbox();
+    store.insert_sandbox(&s).await.expect("insert");
+    let missed = store
+        .transition(
+            &s.id,
+            &[SandboxState::Running],
+            SandboxState::Destroyed,
+            None,
+        )
+        .await
+        .expect("transition");
+    assert!(missed.is_none(), "a creating sandbox is not running");
+    let running = store
+        .transition(
+            &s.id,
+            &[SandboxState::Creating, SandboxState::Unhealthy],
+            SandboxState::Running,
+            Some("note"),
+        )
+        .await
+        .expect("transition")
+        .expect("was creating");
+    assert_eq!(running.state, SandboxState::Running);
+    assert_eq!(running.error.as_deref(), Some("note"));
+    assert_eq!(store.get_sandbox(&s.id).await.expect("get"), running);
+    let cleared = store
+        .transition(&s.id, &[SandboxState::Running], SandboxState::Running, None)
+        .await
+        .expect("transition")
+        .expect("running");
+    assert_eq!(cleared.error, None, "error is replaced");
+
+    let later = at(99_999, 123);
+    let extended = store
+        .set_expiry(&s.id, later, &[SandboxState::Running])
+        .await
+        .expect("set expiry")
+        .expect("running");
+    assert_eq!(extended.expires_at, later);
+    assert!(
+        store
+            .set_expiry(&s.id, at(1, 0), &[SandboxState::Creating])
+            .await
+            .expect("set expiry")
+            .is_none()
+    );
+    assert_eq!(
+        store.get_sandbox(&s.id).await.expect("get").expires_at,
+        later
+    );
+    let ghost = SandboxId::generate();
+    assert!(
+        store
+            .transition(&ghost, &SandboxState::ALL, SandboxState::Destroyed, None)
+            .await
+            .expect("transition")
+            .is_none()
+    );
+    assert!(
+        store
+            .transition(&s.id, &[], SandboxState::Destroyed, None)
+            .await
+            .expect("transition")
+            .is_none(),
+        "no state matches an empty list"
+    );
+    store.delete_sandbox(&s.id).await.expect("delete");
+}
+
+/// Due sandboxes are claimed exactly once even by concurrent callers;
+/// `next_expiry` is the earliest claimable expiry; `node_id` narrows both.
+pub async fn expiry_is_claimed_once(store: Arc<dyn Store>) {
+    // Far in the past, so they sort before everything else in the database
+    // but stay unique to this case by node.
+    let node = unique("expiry-node");
+    let other = unique("expiry-other");
+    let base = Utc.timestamp_opt(1_000_000_000, 0).single().expect("time");
+    let make = |secs: i64, state: SandboxState, node: &str| Sandbox {
+        state,
+        node_id: Some(node.to_string()),
+        expires_at: base + chrono::Duration::seconds(secs),
+        ..minimal_sandbox()
+    };
+    let due: Vec<Sandbox> = (0..12)
+        .map(|i| make(i, SandboxState::Running, &node))
+        .collect();
+    let not_yet = make(1000, SandboxState::Running, &node);
+    let destroying = make(-5, SandboxState::Destroying, &node);
+    let uncounted = make(-10, SandboxState::Error, &node);
+    let elsewhere = make(-20, SandboxState::Running, &other);
+    for s in due
+        .iter()
+        .chain([&not_yet, &destroying, &uncounted, &elsewhere])
+    {
+        store.insert_sandbox(s).await.expect("insert");
+    }
+    assert_eq!(
+        store.next_expiry(Some(&node)).await.expect("next"),
+        Some(due[0].expires_at),
+        "destroying and uncounted sandboxes do not expire again"
+    );
+    assert_eq!(
+        store.next_expiry(Some(&other)).await.expect("next"),
+        Some(elsewhere.expires_at)
+    );
+
+    let now = base + chrono::Duration::seconds(100);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (store, node) = (store.clone(), node.clone());
+        tasks.spawn(async move { store.expire_due(now, Some(&node)).await });
+    }
+    let mut claimed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        claimed.extend(joined.expect("task").expect("expire"));
+    }
+    let mut got: Vec<SandboxId> = claimed.iter().map(|s| s.id.clone()).collect();
+    got.sort();
+    let mut want: Vec<SandboxId> = due.iter().map(|s| s.id.clone()).collect();
+    want.sort();
+    assert_eq!(got, want, "every due sandbox claimed exactly once");
+    assert!(claimed.iter().all(|s| s.state == SandboxState::Destroying));
+    assert_eq!(
+        store.next_expiry(Some(&node)).await.expect("next"),
+        Some(not_yet.expires_at)
+    );
+    assert_eq!(
+        store.get_sandbox(&elsewhere.id).await.expect("get").state,
+        SandboxState::Running,
+        "another node's sandbox is left alone"
+    );
+    for s in due
+        .iter()
+        .chain([&not_yet, &destroying, &uncounted, &elsewhere])
+    {
+        store.delete_sandbox(&s.id).await.expect("delete");
+    }
+    assert_eq!(store.next_expiry(Some(&node)).await.expect("next"), None);
+}
+
+/// Listing by node returns exactly that node's sandboxes.
+pub async fn node_filter(store: &dyn Store) {
+    let node = unique("list-node");
+    let here = Sandbox {
+        node_id: Some(node.clone()),
+        ..minimal_sandbox()
+    };
+    let there = Sandbox {
+        node_id: Some(unique("list-other")),
+        ..minimal_sandbox()
+    };
+    let nowhere = minimal_sandbox();
+    for s in [&here, &there, &nowhere] {
+        store.insert_sandbox(s).await.expect("insert");
+    }
+    let listed = store
+        .list_sandboxes(&SandboxFilter {
+            node_id: Some(node),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![here.clone()]);
+    for s in [&here, &there, &nowhere] {
+        store.delete_sandbox(&s.id).await.expect("delete");
+    }
 }

@@ -1,24 +1,28 @@
 //! Where StacyVM keeps sandboxes and templates: the `Store` trait, the
-//! embedded SQLite implementation (default), a Postgres implementation
-//! (feature `postgres`) and a conformance suite every implementation passes
-//! (feature `conformance`).
+//! embedded SQLite implementation (default), the PostgreSQL implementation
+//! (for clusters and operators who already run PostgreSQL) and a
+//! conformance suite every implementation passes (feature `conformance`).
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use stacyvm_core::{OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
+mod admission;
 mod codec;
 #[macro_use]
 mod sql;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod memory;
-#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
 
+pub use admission::{
+    Admission, AdmissionLimits, LimitedResource, Placement, PlacementPolicy, Refusal, RefusedScope,
+    ScopeLimits, Unplaced, Usage, UsageScope, refusal,
+};
 pub use memory::MemoryStore;
-#[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -45,18 +49,73 @@ pub struct SandboxFilter {
     pub owner: Option<OwnerId>,
     pub state: Option<SandboxState>,
     pub provider: Option<String>,
+    /// Only sandboxes placed on this cluster node.
+    pub node_id: Option<String>,
 }
 
 /// Persistent state. Implementations are cheap to share (`Arc<dyn Store>`).
+///
+/// Lifecycle writes that may race (another request, another node) are
+/// conditional: [`Store::transition`] and [`Store::set_expiry`] only apply
+/// to a record in an expected state, and [`Store::expire_due`] claims each
+/// due sandbox exactly once.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Short driver name (`sqlite`, `postgres`).
     fn driver(&self) -> &'static str;
 
-    /// `Conflict` when the id exists.
+    /// Inserts `sandbox` if it fits `limits`, atomically with counting what
+    /// is already admitted: concurrent callers (on any number of servers
+    /// sharing the database) never admit more than the limits allow. One
+    /// write transaction; `Conflict` when the id exists.
+    ///
+    /// With `placement` (a cluster, PostgreSQL only) the same transaction
+    /// also picks the node and records it as the sandbox's `node_id`;
+    /// without it `sandbox.node_id` is stored as given.
+    async fn admit_sandbox(
+        &self,
+        sandbox: &Sandbox,
+        limits: &AdmissionLimits,
+        placement: Option<&Placement>,
+    ) -> Result<Admission, StoreError>;
+    /// What the counted sandboxes of `scope` hold (an indexed read).
+    async fn usage(&self, scope: &UsageScope) -> Result<Usage, StoreError>;
+
+    /// `Conflict` when the id exists. Not checked against any limit (for
+    /// records rebuilt by reconciliation).
     async fn insert_sandbox(&self, sandbox: &Sandbox) -> Result<(), StoreError>;
     /// Replaces the record; `NotFound` when the id does not exist.
     async fn update_sandbox(&self, sandbox: &Sandbox) -> Result<(), StoreError>;
+    /// Moves a sandbox that is in one of `from` to `to` and sets its
+    /// `error`; the record after the change, or `None` when it does not
+    /// exist or is in another state (someone else moved it first).
+    async fn transition(
+        &self,
+        id: &SandboxId,
+        from: &[SandboxState],
+        to: SandboxState,
+        error: Option<&str>,
+    ) -> Result<Option<Sandbox>, StoreError>;
+    /// Sets the expiry of a sandbox that is in one of `states`; the record
+    /// after the change, or `None` as for [`Store::transition`].
+    async fn set_expiry(
+        &self,
+        id: &SandboxId,
+        expires_at: DateTime<Utc>,
+        states: &[SandboxState],
+    ) -> Result<Option<Sandbox>, StoreError>;
+    /// Claims every counted sandbox (of `node_id`, when given) that is not
+    /// already being destroyed and expires at or before `now`: each moves to
+    /// `destroying` and is returned exactly once, to exactly one caller.
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        node_id: Option<&str>,
+    ) -> Result<Vec<Sandbox>, StoreError>;
+    /// The earliest expiry among the sandboxes [`Store::expire_due`] would
+    /// claim (an indexed read).
+    async fn next_expiry(&self, node_id: Option<&str>)
+    -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn get_sandbox(&self, id: &SandboxId) -> Result<Sandbox, StoreError>;
     /// Ordered by creation time, oldest first.
     async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>, StoreError>;

@@ -7,9 +7,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use stacyvm_core::{Sandbox, SandboxId, SandboxState, Template};
 
-use crate::{SandboxFilter, Store, StoreError};
+use crate::{
+    Admission, AdmissionLimits, Placement, SandboxFilter, Store, StoreError, Usage, UsageScope,
+    admission,
+};
 
 /// Sandboxes and templates in process memory; nothing survives a restart.
 #[derive(Debug, Default)]
@@ -40,10 +44,132 @@ impl MemoryStore {
     }
 }
 
+/// What the counted sandboxes of `scope` among `all` hold (a fake may scan).
+fn usage_of<'a>(all: impl Iterator<Item = &'a Sandbox>, scope: &UsageScope) -> Usage {
+    let mut u = Usage::default();
+    for s in all.filter(|s| s.state.is_active()) {
+        let inside = match scope {
+            UsageScope::All => true,
+            UsageScope::Owner(o) => s.owner_id.as_ref() == Some(o),
+            UsageScope::Node(n) => s.node_id.as_deref() == Some(n.as_str()),
+        };
+        if inside {
+            u.sandboxes += 1;
+            u.memory_mb += u64::from(s.memory_mb);
+            u.vcpus += u64::from(s.vcpus);
+        }
+    }
+    u
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn driver(&self) -> &'static str {
         "memory"
+    }
+
+    async fn admit_sandbox(
+        &self,
+        sandbox: &Sandbox,
+        limits: &AdmissionLimits,
+        placement: Option<&Placement>,
+    ) -> Result<Admission, StoreError> {
+        self.check()?;
+        if placement.is_some() {
+            return Err(StoreError::Unavailable(
+                "the memory store cannot place sandboxes on nodes".into(),
+            ));
+        }
+        let mut m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        if m.contains_key(sandbox.id.as_str()) {
+            return Err(StoreError::Conflict(format!("sandbox {}", sandbox.id)));
+        }
+        let all = usage_of(m.values(), &UsageScope::All);
+        let owner = match &sandbox.owner_id {
+            Some(o) => usage_of(m.values(), &UsageScope::Owner(o.clone())),
+            None => Usage::default(),
+        };
+        if let Some(refusal) = admission::refusal(sandbox, limits, all, owner) {
+            return Ok(Admission::Refused(refusal));
+        }
+        m.insert(sandbox.id.to_string(), sandbox.clone());
+        Ok(Admission::Admitted(sandbox.clone()))
+    }
+
+    async fn usage(&self, scope: &UsageScope) -> Result<Usage, StoreError> {
+        self.check()?;
+        let m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(usage_of(m.values(), scope))
+    }
+
+    async fn transition(
+        &self,
+        id: &SandboxId,
+        from: &[SandboxState],
+        to: SandboxState,
+        error: Option<&str>,
+    ) -> Result<Option<Sandbox>, StoreError> {
+        self.check()?;
+        let mut m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.get_mut(id.as_str())
+            .filter(|s| from.contains(&s.state))
+            .map(|s| {
+                s.state = to;
+                s.error = error.map(str::to_string);
+                s.clone()
+            }))
+    }
+
+    async fn set_expiry(
+        &self,
+        id: &SandboxId,
+        expires_at: DateTime<Utc>,
+        states: &[SandboxState],
+    ) -> Result<Option<Sandbox>, StoreError> {
+        self.check()?;
+        let mut m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.get_mut(id.as_str())
+            .filter(|s| states.contains(&s.state))
+            .map(|s| {
+                s.expires_at = expires_at;
+                s.clone()
+            }))
+    }
+
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        node_id: Option<&str>,
+    ) -> Result<Vec<Sandbox>, StoreError> {
+        self.check()?;
+        let mut m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due: Vec<Sandbox> = m
+            .values_mut()
+            .filter(|s| expirable(s, node_id) && s.expires_at <= now)
+            .map(|s| {
+                s.state = SandboxState::Destroying;
+                s.error = None;
+                s.clone()
+            })
+            .collect();
+        due.sort_by(|a, b| {
+            a.expires_at
+                .cmp(&b.expires_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(due)
+    }
+
+    async fn next_expiry(
+        &self,
+        node_id: Option<&str>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.check()?;
+        let m = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.values()
+            .filter(|s| expirable(s, node_id))
+            .map(|s| s.expires_at)
+            .min())
     }
 
     async fn insert_sandbox(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
@@ -92,6 +218,7 @@ impl Store for MemoryStore {
             })
             .filter(|s| f.state.is_none_or(|st| s.state == st))
             .filter(|s| f.provider.as_ref().is_none_or(|p| &s.provider == p))
+            .filter(|s| f.node_id.is_none() || s.node_id == f.node_id)
             .cloned()
             .collect();
         v.sort_by(|a, b| {
@@ -157,6 +284,14 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }
+}
+
+/// Whether `expire_due` may claim `s`: counted, not already being
+/// destroyed, on `node_id` when given.
+fn expirable(s: &Sandbox, node_id: Option<&str>) -> bool {
+    s.state.is_active()
+        && s.state != SandboxState::Destroying
+        && node_id.is_none_or(|n| s.node_id.as_deref() == Some(n))
 }
 
 #[cfg(test)]

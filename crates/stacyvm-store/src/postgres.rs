@@ -1,5 +1,6 @@
-//! The Postgres store (cargo feature `postgres`): the same records and
-//! encoding as SQLite, for deployments that already run Postgres.
+//! The PostgreSQL store: the same records and encoding as SQLite, for
+//! clusters (many servers sharing one database) and for deployments that
+//! already run PostgreSQL.
 
 use std::time::Duration;
 
@@ -7,7 +8,11 @@ use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::StoreError;
+use stacyvm_core::Sandbox;
+
+use crate::codec::{SandboxRow, ScopedUsageRow, db_error};
+use crate::sqlite::{checked_scopes, split_usage};
+use crate::{Admission, AdmissionLimits, Placement, StoreError, admission};
 
 #[cfg(test)]
 mod tests;
@@ -22,7 +27,7 @@ const POOL_SIZE: u32 = 8;
 
 /// The sandbox columns as selected: JSON comes back as text for the codec.
 const SANDBOX_SELECT: &str = "id, state, provider, image, memory_mb, vcpus, owner_id, \
-     created_at, expires_at, metadata::text AS metadata, preview_domain, template, error";
+     created_at, expires_at, metadata::text AS metadata, preview_domain, template, error, node_id";
 /// The template columns as selected, likewise.
 const TEMPLATE_SELECT: &str = "name, image, provider, memory_mb, vcpus, ttl, \
      metadata::text AS metadata, created_at, updated_at";
@@ -65,6 +70,60 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(format!("migrating {target}: {e}")))?;
         tracing::debug!(target = %target, "postgres store connected");
         Ok(PostgresStore { pool })
+    }
+
+    /// [`Store::admit_sandbox`](crate::Store::admit_sandbox). The totals of
+    /// the limited scopes are locked (an upsert that always updates, so a
+    /// scope's first sandbox locks a fresh row too) in a fixed order, `all`
+    /// then the owner's; concurrent admissions on every server wait for each
+    /// other exactly where they compete, and read totals no other
+    /// transaction can change before this one commits.
+    async fn admit(
+        &self,
+        sandbox: &Sandbox,
+        limits: &AdmissionLimits,
+        placement: Option<&Placement>,
+    ) -> Result<Admission, StoreError> {
+        if placement.is_some() {
+            return Err(StoreError::Unavailable(
+                "placement needs registered cluster nodes".into(),
+            ));
+        }
+        let what = format!("sandbox {}", sandbox.id);
+        let row = SandboxRow::encode(sandbox);
+        let scopes = checked_scopes(sandbox, limits);
+        if scopes.is_empty() {
+            crate::sql::insert::<Postgres, _>(row, "::json")
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db_error("inserting", &what, e))?;
+            return Ok(Admission::Admitted(sandbox.clone()));
+        }
+        let err = |e| db_error("admitting", &what, e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut qb = sqlx::QueryBuilder::<Postgres>::new("INSERT INTO sandbox_usage (scope) ");
+        qb.push_values(&scopes, |mut b, scope| {
+            b.push_bind(scope.key());
+        });
+        qb.push(
+            " ON CONFLICT (scope) DO UPDATE SET scope = EXCLUDED.scope \
+             RETURNING scope, sandboxes, memory_mb, vcpus",
+        );
+        let rows: Vec<ScopedUsageRow> =
+            qb.build_query_as().fetch_all(&mut *tx).await.map_err(err)?;
+        let (all, owner) = split_usage(rows);
+        if let Some(refusal) = admission::refusal(sandbox, limits, all, owner) {
+            tx.rollback().await.map_err(err)?;
+            return Ok(Admission::Refused(refusal));
+        }
+        crate::sql::insert::<Postgres, _>(row, "::json")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Admission::Admitted(sandbox.clone()))
     }
 
     /// Waits for in-flight statements and closes every connection. Later

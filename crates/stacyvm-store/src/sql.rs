@@ -13,7 +13,7 @@ use crate::codec::{SandboxRow, TemplateRow};
 
 /// The columns of a `sandboxes` row, in table order.
 pub(crate) const SANDBOX_COLUMNS: &str = "id, state, provider, image, memory_mb, vcpus, owner_id, \
-     created_at, expires_at, metadata, preview_domain, template, error";
+     created_at, expires_at, metadata, preview_domain, template, error, node_id";
 /// The columns of a `templates` row, in table order.
 pub(crate) const TEMPLATE_COLUMNS: &str =
     "name, image, provider, memory_mb, vcpus, ttl, metadata, created_at, updated_at";
@@ -53,6 +53,8 @@ impl Record for SandboxRow {
             ("preview_domain", MaybeText(self.preview_domain)),
             ("template", MaybeText(self.template)),
             ("error", MaybeText(self.error)),
+            ("node_id", MaybeText(self.node_id)),
+            ("counted", Int(self.counted)),
         ];
         (self.id, columns)
     }
@@ -278,6 +280,15 @@ macro_rules! sql_store {
                 $driver
             }
 
+            async fn admit_sandbox(
+                &self,
+                s: &::stacyvm_core::Sandbox,
+                limits: &$crate::AdmissionLimits,
+                placement: Option<&$crate::Placement>,
+            ) -> Result<$crate::Admission, $crate::StoreError> {
+                self.admit(s, limits, placement).await
+            }
+
             async fn insert_sandbox(&self, s: &::stacyvm_core::Sandbox) -> $crate::sql::Done {
                 let row = $crate::codec::SandboxRow::encode(s);
                 let what = format!("sandbox {}", s.id);
@@ -291,6 +302,107 @@ macro_rules! sql_store {
                 let what = format!("sandbox {}", s.id);
                 self.run_on_one($crate::sql::update(row, $json), "updating", what)
                     .await
+            }
+
+            async fn usage(
+                &self,
+                scope: &$crate::UsageScope,
+            ) -> Result<$crate::Usage, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "SELECT sandboxes, memory_mb, vcpus FROM sandbox_usage WHERE scope = ",
+                );
+                qb.push_bind(scope.key());
+                let rows: Vec<$crate::codec::UsageRow> =
+                    self.rows(qb, "reading", "sandbox usage").await?;
+                Ok(rows.into_iter().next().map(Into::into).unwrap_or_default())
+            }
+
+            async fn transition(
+                &self,
+                id: &::stacyvm_core::SandboxId,
+                from: &[::stacyvm_core::SandboxState],
+                to: ::stacyvm_core::SandboxState,
+                error: Option<&str>,
+            ) -> Result<Option<::stacyvm_core::Sandbox>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new("UPDATE sandboxes SET state = ");
+                qb.push_bind(to.as_str().to_string());
+                qb.push(", counted = ")
+                    .push_bind($crate::codec::counted(to));
+                qb.push(", error = ").push_bind(error.map(str::to_string));
+                qb.push(" WHERE id = ").push_bind(id.to_string());
+                $crate::codec::push_states(&mut qb, from);
+                qb.push(" RETURNING ").push($sandbox_select);
+                let what = format!("sandbox {id}");
+                let rows: Vec<$crate::codec::SandboxRow> = self.rows(qb, "updating", &what).await?;
+                rows.into_iter()
+                    .next()
+                    .map($crate::codec::SandboxRow::decode)
+                    .transpose()
+            }
+
+            async fn set_expiry(
+                &self,
+                id: &::stacyvm_core::SandboxId,
+                expires_at: ::chrono::DateTime<::chrono::Utc>,
+                states: &[::stacyvm_core::SandboxState],
+            ) -> Result<Option<::stacyvm_core::Sandbox>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new("UPDATE sandboxes SET expires_at = ");
+                qb.push_bind($crate::codec::encode_time(&expires_at));
+                qb.push(" WHERE id = ").push_bind(id.to_string());
+                $crate::codec::push_states(&mut qb, states);
+                qb.push(" RETURNING ").push($sandbox_select);
+                let what = format!("sandbox {id}");
+                let rows: Vec<$crate::codec::SandboxRow> = self.rows(qb, "updating", &what).await?;
+                rows.into_iter()
+                    .next()
+                    .map($crate::codec::SandboxRow::decode)
+                    .transpose()
+            }
+
+            async fn expire_due(
+                &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                node_id: Option<&str>,
+            ) -> Result<Vec<::stacyvm_core::Sandbox>, $crate::StoreError> {
+                // `counted = 1` selects the partial expiry index.
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE sandboxes SET state = 'destroying', error = NULL \
+                     WHERE counted = 1 AND state <> 'destroying' AND expires_at <= ",
+                );
+                qb.push_bind($crate::codec::encode_time(&now));
+                if let Some(node) = node_id {
+                    qb.push(" AND node_id = ").push_bind(node.to_string());
+                }
+                qb.push(" RETURNING ").push($sandbox_select);
+                let rows: Vec<$crate::codec::SandboxRow> =
+                    self.rows(qb, "expiring", "sandboxes").await?;
+                let mut due: Vec<::stacyvm_core::Sandbox> = rows
+                    .into_iter()
+                    .map($crate::codec::SandboxRow::decode)
+                    .collect::<Result<_, _>>()?;
+                due.sort_by(|a, b| {
+                    a.expires_at
+                        .cmp(&b.expires_at)
+                        .then_with(|| a.id.cmp(&b.id))
+                });
+                Ok(due)
+            }
+
+            async fn next_expiry(
+                &self,
+                node_id: Option<&str>,
+            ) -> Result<Option<::chrono::DateTime<::chrono::Utc>>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "SELECT expires_at FROM sandboxes \
+                     WHERE counted = 1 AND state <> 'destroying'",
+                );
+                if let Some(node) = node_id {
+                    qb.push(" AND node_id = ").push_bind(node.to_string());
+                }
+                qb.push(" ORDER BY expires_at LIMIT 1");
+                let rows: Vec<$crate::codec::ExpiryRow> =
+                    self.rows(qb, "reading", "the next expiry").await?;
+                rows.into_iter().next().map(|r| r.decode()).transpose()
             }
 
             async fn get_sandbox(

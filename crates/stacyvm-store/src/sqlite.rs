@@ -10,8 +10,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::StoreError;
+use stacyvm_core::Sandbox;
+
+use crate::codec::{SandboxRow, ScopedUsageRow, db_error};
 use crate::sql::{SANDBOX_COLUMNS, TEMPLATE_COLUMNS};
+use crate::{Admission, AdmissionLimits, Placement, StoreError, Usage, UsageScope, admission};
 
 #[cfg(test)]
 mod tests;
@@ -101,6 +104,57 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// [`Store::admit_sandbox`](crate::Store::admit_sandbox): SQLite has one
+    /// writer at a time, so an immediate transaction (which takes the write
+    /// lock at `BEGIN`) makes read-totals-then-insert atomic.
+    async fn admit(
+        &self,
+        sandbox: &Sandbox,
+        limits: &AdmissionLimits,
+        placement: Option<&Placement>,
+    ) -> Result<Admission, StoreError> {
+        if placement.is_some() {
+            return Err(StoreError::Unavailable(
+                "placement on cluster nodes needs the postgres store".into(),
+            ));
+        }
+        let what = format!("sandbox {}", sandbox.id);
+        let row = SandboxRow::encode(sandbox);
+        let scopes = checked_scopes(sandbox, limits);
+        if scopes.is_empty() {
+            crate::sql::insert::<Sqlite, _>(row, "")
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db_error("inserting", &what, e))?;
+            return Ok(Admission::Admitted(sandbox.clone()));
+        }
+        let err = |e| db_error("admitting", &what, e);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT scope, sandboxes, memory_mb, vcpus FROM sandbox_usage WHERE scope IN (",
+        );
+        let mut list = qb.separated(", ");
+        for scope in &scopes {
+            list.push_bind(scope.key());
+        }
+        qb.push(")");
+        let rows: Vec<ScopedUsageRow> =
+            qb.build_query_as().fetch_all(&mut *tx).await.map_err(err)?;
+        let (all, owner) = split_usage(rows);
+        if let Some(refusal) = admission::refusal(sandbox, limits, all, owner) {
+            tx.rollback().await.map_err(err)?;
+            return Ok(Admission::Refused(refusal));
+        }
+        crate::sql::insert::<Sqlite, _>(row, "")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Admission::Admitted(sandbox.clone()))
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(|e| {
             let at = self.path.as_ref().map_or_else(
@@ -110,6 +164,34 @@ impl SqliteStore {
             StoreError::Unavailable(format!("migrating {at}: {e}"))
         })
     }
+}
+
+/// The scopes whose totals decide an admission, in lock order.
+pub(crate) fn checked_scopes(sandbox: &Sandbox, limits: &AdmissionLimits) -> Vec<UsageScope> {
+    let mut scopes = Vec::new();
+    if limits.all.is_limited() {
+        scopes.push(UsageScope::All);
+    }
+    if let Some(owner) = &sandbox.owner_id
+        && limits.owner.is_limited()
+    {
+        scopes.push(UsageScope::Owner(owner.clone()));
+    }
+    scopes
+}
+
+/// The (all, owner) totals among `rows`; a scope without a row holds
+/// nothing yet.
+pub(crate) fn split_usage(rows: Vec<ScopedUsageRow>) -> (Usage, Usage) {
+    let (mut all, mut owner) = (Usage::default(), Usage::default());
+    for r in rows {
+        if r.scope == "all" {
+            all = r.usage();
+        } else if r.scope.starts_with("owner:") {
+            owner = r.usage();
+        }
+    }
+    (all, owner)
 }
 
 sql_store!(

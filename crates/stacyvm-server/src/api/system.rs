@@ -108,6 +108,7 @@ pub async fn metrics(State(app): State<AppState>) -> Json<Value> {
         "providers": provider_summary(&app),
         "events": app.manager.events().stats(),
         "operations": app.manager.metrics().snapshot(),
+        "destroys": app.manager.destroy_stats(),
     }))
 }
 
@@ -140,6 +141,7 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
         },
         operations: app.manager.metrics().snapshot(),
         sandbox_resources: app.manager.sandbox_resources(),
+        destroys: app.manager.destroy_stats(),
     };
     match obs::prometheus::render(snapshot) {
         Ok(text) => (

@@ -1,14 +1,18 @@
-//! Spawn, admission, listing, extend, destroy, prune and the TTL reaper.
+//! Spawn (admission, runtime, record), listing, extend and destroy. The
+//! reaper that expires sandboxes and retries failed destroys is in
+//! `reaper.rs`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stacyvm_core::{EventType, GoDuration, OwnerId, Sandbox, SandboxId, SandboxState};
-use stacyvm_providers::SpawnSpec;
-use stacyvm_store::{SandboxFilter, StoreError};
+use stacyvm_providers::{ProviderError, SpawnSpec};
+use stacyvm_store::{
+    Admission, AdmissionLimits, SandboxFilter, ScopeLimits, StoreError, Usage, UsageScope,
+};
 
 use super::{Manager, ManagerError};
 use crate::obs::operations::Operation;
@@ -179,42 +183,20 @@ impl Manager {
         })
     }
 
-    /// Counts active sandboxes, in total and for `owner`.
-    async fn active_counts(&self, owner: Option<&OwnerId>) -> Result<(u32, u32), ManagerError> {
-        let all = self
-            .inner
-            .store
-            .list_sandboxes(&SandboxFilter::default())
-            .await?;
-        let active = all.iter().filter(|s| s.state.is_active());
-        let (mut total, mut mine) = (0u32, 0u32);
-        for s in active {
-            total += 1;
-            if owner.is_some() && s.owner_id.as_ref() == owner {
-                mine += 1;
-            }
-        }
-        Ok((total, mine))
-    }
-
-    fn limit_reason(&self, total: u32, mine: u32, owner: Option<&OwnerId>) -> Option<String> {
+    /// The store-level limits of a spawn (`defaults.max_sandboxes`,
+    /// `defaults.max_sandboxes_per_owner`).
+    pub(super) fn admission_limits(&self) -> AdmissionLimits {
         let l = &self.inner.limits;
-        if l.max_sandboxes > 0 && total >= l.max_sandboxes {
-            return Some(format!(
-                "sandbox limit reached: {total} of {} active",
-                l.max_sandboxes
-            ));
+        AdmissionLimits {
+            all: ScopeLimits {
+                max_sandboxes: u64::from(l.max_sandboxes),
+                ..ScopeLimits::default()
+            },
+            owner: ScopeLimits {
+                max_sandboxes: u64::from(l.max_sandboxes_per_owner),
+                ..ScopeLimits::default()
+            },
         }
-        if let Some(owner) = owner
-            && l.max_sandboxes_per_owner > 0
-            && mine >= l.max_sandboxes_per_owner
-        {
-            return Some(format!(
-                "sandbox limit for owner {owner} reached: {mine} of {} active",
-                l.max_sandboxes_per_owner
-            ));
-        }
-        None
     }
 
     /// Publishes `resource.limit` and returns the error.
@@ -241,27 +223,47 @@ impl Manager {
             Err(ManagerError::ResourceLimit { message, .. }) => (header_owner.cloned(), message),
             Err(e) => return Err(e),
         };
-        let (total, mine) = self.active_counts(resolved_owner.as_ref()).await?;
-        let capacity = self.limit_reason(total, mine, resolved_owner.as_ref());
+        let store = &self.inner.store;
+        let total = store.usage(&UsageScope::All).await?;
+        let mine = match &resolved_owner {
+            Some(o) => store.usage(&UsageScope::Owner(o.clone())).await?,
+            None => Usage::default(),
+        };
+        // The same decision the store makes when admitting, for a sandbox
+        // that holds nothing yet.
+        let probe = Sandbox {
+            owner_id: resolved_owner.clone(),
+            memory_mb: 0,
+            vcpus: 0,
+            ..placeholder_sandbox()
+        };
+        let capacity = stacyvm_store::refusal(&probe, &self.admission_limits(), total, mine)
+            .map(|r| r.to_string());
         let queueable = reason.is_empty() && capacity.is_some();
         if reason.is_empty() {
             reason = capacity.unwrap_or_default();
         }
+        let count = |u: Usage| u32::try_from(u.sandboxes).unwrap_or(u32::MAX);
         Ok(AdmissionDecision {
             allowed: reason.is_empty(),
             // Capacity frees up as sandboxes go; a TTL or size over the
             // maximum never will.
             queueable,
             reason,
-            active_sandboxes: total,
+            active_sandboxes: count(total),
             max_sandboxes: l.max_sandboxes,
-            active_owner_sandboxes: mine,
+            active_owner_sandboxes: count(mine),
             max_owner_sandboxes: l.max_sandboxes_per_owner,
             max_ttl: l.max_ttl,
         })
     }
 
     /// Creates a sandbox and waits until it can run commands.
+    ///
+    /// Admission, the runtime and the record's last write run in a task of
+    /// their own: a caller that goes away (a dropped HTTP request) cannot
+    /// stop a spawn half-way, so it either completes and the sandbox is
+    /// listed, or it fails and nothing is left behind.
     pub async fn spawn(
         &self,
         req: &SpawnRequest,
@@ -271,8 +273,16 @@ impl Manager {
             .resolve(req, header_owner)
             .await
             .map_err(|e| self.limit_hit(e, header_owner))?;
+        let manager = self.clone();
+        tokio::spawn(async move { manager.admit_and_start(r).await })
+            .await
+            .map_err(|e| ManagerError::Internal(format!("spawn task ended: {e}")))?
+    }
+
+    /// Admits the resolved request (one store write) and starts it.
+    async fn admit_and_start(&self, r: Resolved) -> Result<Sandbox, ManagerError> {
         let now = self.inner.clock.now();
-        let mut sandbox = Sandbox {
+        let record = Sandbox {
             id: SandboxId::generate(),
             state: SandboxState::Creating,
             provider: r.provider.clone(),
@@ -286,77 +296,143 @@ impl Manager {
             preview_domain: self.inner.preview_domain.clone(),
             template: r.template.clone(),
             error: None,
+            node_id: None,
         };
+        let sandbox = match self
+            .inner
+            .store
+            .admit_sandbox(&record, &self.admission_limits(), None)
+            .await?
         {
-            let _admit = self.inner.admission.lock().await;
-            let (total, mine) = self.active_counts(r.owner.as_ref()).await?;
-            if let Some(reason) = self.limit_reason(total, mine, r.owner.as_ref()) {
-                return Err(self.limit_hit(
-                    ManagerError::ResourceLimit {
-                        message: reason,
-                        retry_after: Some(Duration::from_secs(5)),
-                    },
-                    r.owner.as_ref(),
-                ));
+            Admission::Admitted(sb) => sb,
+            Admission::Refused(refusal) => {
+                let err = ManagerError::ResourceLimit {
+                    message: refusal.to_string(),
+                    retry_after: Some(Duration::from_secs(5)),
+                };
+                return Err(self.limit_hit(err, r.owner.as_ref()));
             }
-            self.inner.store.insert_sandbox(&sandbox).await?;
-        }
+            Admission::Unplaced(why) => {
+                return Err(ManagerError::Unavailable(format!(
+                    "no node can take the sandbox: {why:?}"
+                )));
+            }
+        };
         self.publish(
             EventType::SandboxCreated,
             Some(&sandbox.id),
             json!({"provider": sandbox.provider, "image": sandbox.image, "owner_id": sandbox.owner_id}),
         );
-        let provider = self.provider(&r.provider)?.clone();
+        self.start_runtime(sandbox).await
+    }
+
+    /// Creates the runtime of an admitted `creating` record and records the
+    /// outcome: `running` (the spawn's second and last store write), or,
+    /// when the provider fails, nothing at all once the provider has cleaned
+    /// up (the error reply and a `sandbox.error` event report it).
+    pub(crate) async fn start_runtime(&self, sandbox: Sandbox) -> Result<Sandbox, ManagerError> {
+        let _busy = self.busy(&sandbox.id);
+        let provider = self.provider(&sandbox.provider)?.clone();
         let spec = SpawnSpec {
             id: sandbox.id.clone(),
-            image: r.image,
-            memory_mb: r.memory_mb,
-            vcpus: r.vcpus,
-            metadata: r.metadata,
+            image: sandbox.image.clone(),
+            memory_mb: sandbox.memory_mb,
+            vcpus: sandbox.vcpus,
+            metadata: sandbox.metadata.clone(),
             labels: runtime_labels(&sandbox),
         };
         let started = Instant::now();
         let result = provider.spawn(&spec).await;
-        match self.observe(
+        let result = self.observe(
             Operation::Spawn,
-            &r.provider,
+            &sandbox.provider,
             Some(&sandbox.id),
             started,
             result,
-        ) {
-            Ok(()) => {
-                sandbox.state = SandboxState::Running;
-                self.inner.store.update_sandbox(&sandbox).await?;
+        );
+        let e = match result {
+            Ok(()) => return self.runtime_started(sandbox, started).await,
+            Err(e) => e,
+        };
+        tracing::warn!(sandbox_id = %sandbox.id, provider = %sandbox.provider, error = %e, "spawn failed");
+        self.publish(
+            EventType::SandboxError,
+            Some(&sandbox.id),
+            json!({"operation": "spawn", "provider": sandbox.provider, "error": e.to_string()}),
+        );
+        if let ProviderError::ResourceLimit(msg) = &e {
+            self.publish(
+                EventType::ResourceLimit,
+                Some(&sandbox.id),
+                json!({"operation": "spawn", "provider": sandbox.provider, "error": msg}),
+            );
+        }
+        // Whatever the provider half-made must not linger. Once it is gone
+        // so is the record; if it cannot be removed, the record stays
+        // (counted) in `destroying` and the reaper retries.
+        match provider.destroy(&sandbox.id).await {
+            Ok(()) => match self.inner.store.delete_sandbox(&sandbox.id).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                // The reaper removes a stale `creating` record.
+                Err(store) => {
+                    tracing::warn!(sandbox_id = %sandbox.id, error = %store, "cannot remove the record of a failed spawn")
+                }
+            },
+            Err(cleanup) => {
+                let why = format!("spawn failed: {e}; cleanup failed: {cleanup}");
+                if let Ok(Some(sb)) = self
+                    .inner
+                    .store
+                    .transition(
+                        &sandbox.id,
+                        &[SandboxState::Creating],
+                        SandboxState::Destroying,
+                        Some(&why),
+                    )
+                    .await
+                {
+                    self.destroy_failed(&sb);
+                }
+            }
+        }
+        Err(e.into())
+    }
+
+    /// Records a started runtime as `running`, unless the sandbox was
+    /// destroyed while it was being created: then the runtime goes too.
+    async fn runtime_started(
+        &self,
+        sandbox: Sandbox,
+        started: Instant,
+    ) -> Result<Sandbox, ManagerError> {
+        let id = &sandbox.id;
+        let running = self
+            .inner
+            .store
+            .transition(id, &[SandboxState::Creating], SandboxState::Running, None)
+            .await;
+        match running {
+            Ok(Some(sb)) => {
                 self.publish(
                     EventType::SandboxRunning,
-                    Some(&sandbox.id),
-                    json!({"provider": sandbox.provider, "spawn_ms": started.elapsed().as_millis() as u64}),
+                    Some(id),
+                    json!({"provider": sb.provider, "spawn_ms": started.elapsed().as_millis() as u64}),
                 );
                 self.inner.reaper_wake.notify_one();
-                tracing::info!(sandbox_id = %sandbox.id, provider = %sandbox.provider, image = %sandbox.image, "sandbox running");
-                Ok(sandbox)
+                tracing::info!(sandbox_id = %id, provider = %sb.provider, image = %sb.image, "sandbox running");
+                Ok(sb)
             }
-            Err(e) => {
-                tracing::warn!(sandbox_id = %sandbox.id, provider = %sandbox.provider, error = %e, "spawn failed");
-                sandbox.state = SandboxState::Error;
-                sandbox.error = Some(e.to_string());
-                self.inner.store.update_sandbox(&sandbox).await?;
-                self.publish(
-                    EventType::SandboxError,
-                    Some(&sandbox.id),
-                    json!({"operation": "spawn", "provider": sandbox.provider, "error": e.to_string()}),
-                );
-                if let stacyvm_providers::ProviderError::ResourceLimit(msg) = &e {
-                    self.publish(
-                        EventType::ResourceLimit,
-                        Some(&sandbox.id),
-                        json!({"operation": "spawn", "provider": sandbox.provider, "error": msg}),
-                    );
+            Ok(None) => {
+                tracing::info!(sandbox_id = %id, "sandbox destroyed while it was being created");
+                if let Ok(p) = self.provider(&sandbox.provider) {
+                    let _ = p.destroy(id).await;
                 }
-                // Whatever the provider half-made must not linger.
-                let _ = provider.destroy(&sandbox.id).await;
-                Err(e.into())
+                Err(ManagerError::NotFound(format!("sandbox {id}")))
             }
+            // The runtime runs but the store did not take the change: the
+            // record stays `creating` and reconciliation or the reaper's
+            // sweep settles it.
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -376,7 +452,8 @@ impl Manager {
         Ok(self.inner.store.list_sandboxes(&filter).await?)
     }
 
-    /// Sets a new expiry of now + ttl (capped by the max TTL).
+    /// Sets a new expiry of now + ttl (capped by the max TTL): one
+    /// conditional write, so it never revives a sandbox being destroyed.
     pub async fn extend(
         &self,
         id: &SandboxId,
@@ -390,22 +467,32 @@ impl Manager {
             let err = ManagerError::limit(format!("ttl {ttl} exceeds the maximum of {max}"));
             return Err(self.limit_hit(err, None));
         }
-        let mut sb = self.get(id).await?;
-        if !matches!(
-            sb.state,
-            SandboxState::Running | SandboxState::Unhealthy | SandboxState::Creating
-        ) {
-            return Err(if sb.state == SandboxState::Destroyed {
-                ManagerError::NotFound(format!("sandbox {id}"))
-            } else {
-                ManagerError::Conflict(format!("sandbox {id} is {}, cannot extend", sb.state))
-            });
-        }
-        sb.expires_at =
+        let expires_at =
             self.inner.clock.now() + chrono::Duration::from_std(ttl.0).unwrap_or_default();
-        self.inner.store.update_sandbox(&sb).await?;
-        self.inner.reaper_wake.notify_one();
-        Ok(sb)
+        let extendable = [
+            SandboxState::Running,
+            SandboxState::Unhealthy,
+            SandboxState::Creating,
+        ];
+        match self
+            .inner
+            .store
+            .set_expiry(id, expires_at, &extendable)
+            .await?
+        {
+            Some(sb) => {
+                self.inner.reaper_wake.notify_one();
+                Ok(sb)
+            }
+            None => {
+                let sb = self.get(id).await?;
+                Err(if sb.state == SandboxState::Destroyed {
+                    ManagerError::NotFound(format!("sandbox {id}"))
+                } else {
+                    ManagerError::Conflict(format!("sandbox {id} is {}, cannot extend", sb.state))
+                })
+            }
+        }
     }
 
     /// Destroys a sandbox's runtime and marks it destroyed. Unknown or
@@ -419,115 +506,112 @@ impl Manager {
     }
 
     /// Moves a sandbox to `destroying`, destroys the runtime and records
-    /// `destroyed` (or `error` when the provider fails).
-    async fn teardown(
+    /// `destroyed`. When the provider fails the record stays `destroying`
+    /// (still counted: its runtime may hold resources) with the error, and
+    /// the reaper retries with backoff.
+    pub(super) async fn teardown(
         &self,
-        mut sb: Sandbox,
+        sb: Sandbox,
         reason: Option<&str>,
     ) -> Result<Sandbox, ManagerError> {
-        sb.state = SandboxState::Destroying;
-        self.inner.store.update_sandbox(&sb).await?;
+        let id = sb.id.clone();
+        let _busy = self.busy(&id);
+        let from = [
+            SandboxState::Creating,
+            SandboxState::Running,
+            SandboxState::Unhealthy,
+            SandboxState::Expired,
+            SandboxState::Error,
+            SandboxState::Destroying,
+        ];
+        let keep_error = (sb.state == SandboxState::Destroying)
+            .then_some(sb.error.as_deref())
+            .flatten();
+        let Some(sb) = self
+            .inner
+            .store
+            .transition(&id, &from, SandboxState::Destroying, keep_error)
+            .await?
+        else {
+            // Destroyed (or removed) by someone else meanwhile.
+            return Err(ManagerError::NotFound(format!("sandbox {id}")));
+        };
         let started = Instant::now();
         let result = match self.inner.providers.get(&sb.provider) {
-            Some(p) => p.destroy(&sb.id).await,
+            Some(p) => p.destroy(&id).await,
             // The provider is gone from config: nothing left to remove here.
             None => Ok(()),
         };
-        match self.observe(
-            Operation::Destroy,
-            &sb.provider,
-            Some(&sb.id),
-            started,
-            result,
-        ) {
+        match self.observe(Operation::Destroy, &sb.provider, Some(&id), started, result) {
             Ok(()) => {
-                sb.state = SandboxState::Destroyed;
-                sb.error = None;
-                self.inner.store.update_sandbox(&sb).await?;
+                self.retry_done(&id);
+                let done = self
+                    .inner
+                    .store
+                    .transition(
+                        &id,
+                        &[SandboxState::Destroying],
+                        SandboxState::Destroyed,
+                        None,
+                    )
+                    .await?
+                    .unwrap_or(Sandbox {
+                        state: SandboxState::Destroyed,
+                        error: None,
+                        ..sb
+                    });
                 self.publish(
                     EventType::SandboxDestroyed,
-                    Some(&sb.id),
-                    json!({"provider": sb.provider, "reason": reason.unwrap_or("requested")}),
+                    Some(&id),
+                    json!({"provider": done.provider, "reason": reason.unwrap_or("requested")}),
                 );
-                tracing::info!(sandbox_id = %sb.id, provider = %sb.provider, "sandbox destroyed");
-                Ok(sb)
+                tracing::info!(sandbox_id = %id, provider = %done.provider, "sandbox destroyed");
+                Ok(done)
             }
             Err(e) => {
-                tracing::warn!(sandbox_id = %sb.id, provider = %sb.provider, error = %e, "destroy failed");
-                sb.state = SandboxState::Error;
-                sb.error = Some(format!("destroy failed: {e}"));
-                self.inner.store.update_sandbox(&sb).await?;
+                tracing::warn!(sandbox_id = %id, provider = %sb.provider, error = %e, "destroy failed");
+                let why = format!("destroy failed: {e}");
+                let kept = self
+                    .inner
+                    .store
+                    .transition(
+                        &id,
+                        &[SandboxState::Destroying],
+                        SandboxState::Destroying,
+                        Some(&why),
+                    )
+                    .await?
+                    .unwrap_or(sb);
                 self.publish(
                     EventType::SandboxError,
-                    Some(&sb.id),
-                    json!({"operation": "destroy", "provider": sb.provider, "error": e.to_string()}),
+                    Some(&id),
+                    json!({"operation": "destroy", "provider": kept.provider, "error": e.to_string()}),
                 );
+                self.destroy_failed(&kept);
                 Err(e.into())
             }
         }
     }
+}
 
-    /// Expires and destroys every sandbox past its expiry; returns how many.
-    pub async fn prune(&self) -> Result<usize, ManagerError> {
-        let now = self.inner.clock.now();
-        let mut pruned = 0;
-        for sb in self.list(None).await? {
-            let due = sb.state == SandboxState::Expired
-                || (sb.state.is_active() && sb.is_expired_at(now));
-            if due && self.expire(sb).await.is_ok() {
-                pruned += 1;
-            }
-        }
-        Ok(pruned)
-    }
-
-    async fn expire(&self, mut sb: Sandbox) -> Result<Sandbox, ManagerError> {
-        if sb.state != SandboxState::Expired {
-            sb.state = SandboxState::Expired;
-            self.inner.store.update_sandbox(&sb).await?;
-            self.publish(
-                EventType::SandboxExpired,
-                Some(&sb.id),
-                json!({"provider": sb.provider, "expires_at": sb.expires_at}),
-            );
-        }
-        self.teardown(sb, Some("expired")).await
-    }
-
-    /// Next expiry among active sandboxes.
-    async fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        self.list(None)
-            .await
-            .ok()?
-            .iter()
-            .filter(|s| s.state.is_active() && s.state != SandboxState::Destroying)
-            .map(|s| s.expires_at)
-            .min()
-    }
-
-    /// Sleeps until the next expiry (or the safety interval, or a wake-up)
-    /// and expires what is due.
-    pub(super) async fn reaper_loop(self) {
-        let interval = self.inner.reaper_interval;
-        loop {
-            let wait = match self.next_expiry().await {
-                Some(at) => (at - self.inner.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(interval),
-                None => interval,
-            };
-            tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.inner.reaper_wake.notified() => continue,
-            }
-            match self.prune().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "reaper expired sandboxes"),
-                Err(e) => tracing::warn!(error = %e, "reaper sweep failed"),
-            }
-        }
+/// A sandbox record with placeholder values, for admission probes.
+fn placeholder_sandbox() -> Sandbox {
+    let now = Utc::now();
+    Sandbox {
+        id: SandboxId::generate(),
+        state: SandboxState::Creating,
+        provider: String::new(),
+        image: String::new(),
+        memory_mb: 0,
+        vcpus: 0,
+        owner_id: None,
+        created_at: now,
+        expires_at: now,
+        metadata: BTreeMap::new(),
+        preview_domain: None,
+        template: None,
+        error: None,
+        node_id: None,
     }
 }
 

@@ -2,8 +2,8 @@
 //! The manager owns sandbox lifecycle (spawn, TTL, destroy), limits,
 //! audit events, operation metrics, provider health and startup
 //! reconciliation. It is a cheap-clone handle over shared state; no lock is
-//! held across an `.await` except the admission lock, whose whole purpose is
-//! to serialise the count-then-insert of a spawn.
+//! held across an `.await`. Admission is exact without a lock here: the
+//! store counts and inserts in one transaction (`Store::admit_sandbox`).
 
 mod clock;
 mod error;
@@ -11,6 +11,7 @@ mod exec;
 mod files;
 mod health;
 mod lifecycle;
+mod reaper;
 mod reconcile;
 mod templates;
 
@@ -22,7 +23,7 @@ use serde_json::json;
 use stacyvm_core::{EventType, GoDuration, Sandbox, SandboxId, SandboxState};
 use stacyvm_providers::{Provider, ProviderError};
 use stacyvm_store::Store;
-use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, SystemClock, TokioClock};
@@ -107,9 +108,11 @@ struct Inner {
     /// Per-sandbox resource figures, refreshed in the background.
     resources: std::sync::RwLock<Vec<crate::obs::SandboxResources>>,
     clock: Arc<dyn Clock>,
-    /// Serialises admission (count active, insert `creating`) so that
-    /// concurrent spawns can never over-admit.
-    admission: AsyncMutex<()>,
+    /// Spawns and destroys in flight, and failed destroys to retry.
+    reaping: reaper::Reaping,
+    /// The cluster node this server is (`None` on a single host): it
+    /// expires and reconciles only that node's sandboxes.
+    node_id: Option<String>,
     /// Wakes the reaper when an expiry moves earlier.
     reaper_wake: Notify,
     health_interval: Duration,
@@ -149,7 +152,8 @@ impl Manager {
                 metrics: OperationMetrics::new(),
                 resources: std::sync::RwLock::new(Vec::new()),
                 clock: opts.clock,
-                admission: AsyncMutex::new(()),
+                reaping: reaper::Reaping::default(),
+                node_id: None,
                 reaper_wake: Notify::new(),
                 health_interval: opts.health_interval,
                 reaper_interval: opts.reaper_interval,

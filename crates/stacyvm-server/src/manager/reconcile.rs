@@ -26,7 +26,7 @@ pub struct ReconcileReport {
 }
 
 impl Manager {
-    fn reconcile_event(&self, sb: &Sandbox, action: &str, reason: &str) {
+    pub(super) fn reconcile_event(&self, sb: &Sandbox, action: &str, reason: &str) {
         tracing::info!(sandbox_id = %sb.id, provider = %sb.provider, action, reason, "reconcile");
         self.publish(
             EventType::ReconcileAction,
@@ -41,7 +41,10 @@ impl Manager {
         let persisted = self
             .inner
             .store
-            .list_sandboxes(&SandboxFilter::default())
+            .list_sandboxes(&SandboxFilter {
+                node_id: self.local_node().map(str::to_string),
+                ..SandboxFilter::default()
+            })
             .await?;
         let health: BTreeMap<String, bool> = self
             .provider_health()
@@ -56,12 +59,13 @@ impl Manager {
                 .collect();
             if !health.get(&name).copied().unwrap_or(false) {
                 for sb in mine {
-                    self.mark(
-                        sb.clone(),
-                        SandboxState::Error,
-                        "provider unavailable at startup",
-                    )
-                    .await?;
+                    if sb.state == SandboxState::Destroying {
+                        // Its destroy is retried once the provider answers.
+                        self.schedule_retry(&sb.id);
+                        continue;
+                    }
+                    self.mark(sb, SandboxState::Error, "provider unavailable at startup")
+                        .await?;
                     report.errored += 1;
                 }
                 continue;
@@ -84,6 +88,16 @@ impl Manager {
                 .map(|r| (r.id.to_string(), r))
                 .collect();
             for sb in mine {
+                if sb.state == SandboxState::Destroying {
+                    // A destroy the last run did not finish.
+                    match self.teardown(sb.clone(), Some("reconciled")).await {
+                        Ok(_) => report.destroyed += 1,
+                        Err(e) => {
+                            tracing::warn!(sandbox_id = %sb.id, error = %e, "destroy after restart failed; retrying later")
+                        }
+                    }
+                    continue;
+                }
                 let status = match &inventory {
                     Some(_) => running
                         .get(sb.id.as_str())
@@ -94,17 +108,29 @@ impl Manager {
                         .await
                         .unwrap_or(RuntimeStatus::Missing),
                 };
-                match status {
-                    RuntimeStatus::Running => {
+                match (status, sb.state) {
+                    (RuntimeStatus::Running, SandboxState::Running) => {
+                        // The record and its runtime agree: nothing to write.
+                        self.reconcile_event(sb, "adopted", "runtime still running");
+                        report.kept += 1;
+                    }
+                    (RuntimeStatus::Running, _) => {
                         // Re-adopted: the record and its runtime agree again.
-                        self.mark(sb.clone(), SandboxState::Running, "runtime still running")
+                        self.mark(sb, SandboxState::Running, "runtime still running")
                             .await?;
                         report.kept += 1;
                     }
-                    RuntimeStatus::Stopped | RuntimeStatus::Missing => {
+                    (_, SandboxState::Creating) => {
+                        // The spawn was cut short before its runtime ran.
+                        let _ = provider.destroy(&sb.id).await;
+                        self.inner.store.delete_sandbox(&sb.id).await.ok();
+                        self.reconcile_event(sb, "removed", "spawn never completed");
+                        report.destroyed += 1;
+                    }
+                    (RuntimeStatus::Stopped | RuntimeStatus::Missing, _) => {
                         // A stopped runtime cannot serve commands; remove it.
                         let _ = provider.destroy(&sb.id).await;
-                        self.mark(sb.clone(), SandboxState::Destroyed, "runtime is gone")
+                        self.mark(sb, SandboxState::Destroyed, "runtime is gone")
                             .await?;
                         report.destroyed += 1;
                     }
@@ -128,21 +154,29 @@ impl Manager {
         Ok(report)
     }
 
+    /// Moves `sb` from the state it was read in to `state` and says so.
     async fn mark(
         &self,
-        mut sb: Sandbox,
+        sb: &Sandbox,
         state: SandboxState,
         reason: &str,
     ) -> Result<(), ManagerError> {
-        sb.state = state;
-        sb.error = (state == SandboxState::Error).then(|| reason.to_string());
-        self.inner.store.update_sandbox(&sb).await?;
+        let error = (state == SandboxState::Error).then_some(reason);
+        let moved = self
+            .inner
+            .store
+            .transition(&sb.id, &[sb.state], state, error)
+            .await?;
+        if moved.is_none() {
+            // Someone else changed it meanwhile (on a cluster: another node).
+            return Ok(());
+        }
         let action = match state {
             SandboxState::Destroyed => "destroyed",
             SandboxState::Error => "error",
             _ => "adopted",
         };
-        self.reconcile_event(&sb, action, reason);
+        self.reconcile_event(sb, action, reason);
         Ok(())
     }
 
@@ -179,6 +213,7 @@ impl Manager {
             preview_domain: self.inner.preview_domain.clone(),
             template: label(labels::TEMPLATE).map(str::to_string),
             error: None,
+            node_id: self.local_node().map(str::to_string),
         }
     }
 }

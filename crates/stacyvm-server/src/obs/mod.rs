@@ -40,6 +40,17 @@ impl From<crate::events::EventStats> for EventStats {
     }
 }
 
+/// Failed sandbox destroys and the reaper's retries of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyStats {
+    /// Destroy attempts that failed (each failed attempt counts).
+    pub failures_total: u64,
+    /// Attempts the reaper made again after a failure.
+    pub retries_total: u64,
+    /// Sandboxes whose destroy failed and waits for its next attempt.
+    pub pending: u64,
+}
+
 /// Number of sandboxes in one (state, provider) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxCount {
@@ -108,6 +119,7 @@ mod tests {
             preview_domain: None,
             template: None,
             error: None,
+            node_id: None,
         }
     }
 

@@ -25,7 +25,9 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use stacyvm_core::ProviderHealth;
 
-use super::{EventStats, OperationSnapshot, ProcessStats, SandboxCount, SandboxResources};
+use super::{
+    DestroyStats, EventStats, OperationSnapshot, ProcessStats, SandboxCount, SandboxResources,
+};
 
 /// `Content-Type` to send with [`render`]'s output (Prometheus text 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -53,6 +55,7 @@ pub struct ScrapeSnapshot {
     pub events: EventStats,
     pub operations: Vec<OperationSnapshot>,
     pub sandbox_resources: Vec<SandboxResources>,
+    pub destroys: DestroyStats,
 }
 
 /// Rendering choices.
@@ -147,6 +150,27 @@ impl Collector for ScrapeCollector {
             "stacyvm_event_history_size",
             "Events kept for Last-Event-ID replay.",
             s.events.history_size,
+        )?;
+
+        let mut m = enc.encode_descriptor(
+            "stacyvm_destroy_failures",
+            "Sandbox destroy attempts that failed (the reaper retries them).",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&s.destroys.failures_total, None)?;
+        let mut m = enc.encode_descriptor(
+            "stacyvm_destroy_retries",
+            "Destroy attempts the reaper made again after a failure.",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&s.destroys.retries_total, None)?;
+        gauge(
+            &mut enc,
+            "stacyvm_destroy_pending",
+            "Sandboxes whose destroy failed and waits for a retry.",
+            s.destroys.pending,
         )?;
 
         encode_operations(&mut enc, &s.operations, legacy)?;

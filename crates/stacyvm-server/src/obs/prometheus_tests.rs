@@ -184,6 +184,11 @@ pub(crate) fn sample_snapshot(sandboxes: usize) -> ScrapeSnapshot {
                 pids: Some(3),
             })
             .collect(),
+        destroys: crate::obs::DestroyStats {
+            failures_total: 3,
+            retries_total: 2,
+            pending: 1,
+        },
     }
 }
 

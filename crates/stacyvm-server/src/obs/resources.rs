@@ -170,6 +170,7 @@ mod tests {
             preview_domain: None,
             template: None,
             error: None,
+            node_id: None,
         }
     }
 

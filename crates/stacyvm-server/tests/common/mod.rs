@@ -1,6 +1,7 @@
 //! A real server on 127.0.0.1:0 with the mock provider, for API tests.
 #![allow(dead_code)]
 
+pub mod fixture;
 pub mod switchable;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! A provider wrapper that tests can switch to failing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +17,15 @@ pub struct Switchable {
     name: String,
     pub inner: MockProvider,
     pub broken: AtomicBool,
+    /// Only destroys fail (with `Unavailable`).
+    pub broken_destroy: AtomicBool,
+    /// Spawns create the runtime, then fail.
+    pub fail_after_create: AtomicBool,
+    /// Spawns wait here (after creating the runtime) until released.
+    pub hold_spawns: AtomicBool,
+    pub release: tokio::sync::Notify,
+    /// Spawns waiting at the hold.
+    pub held: AtomicUsize,
 }
 
 impl Switchable {
@@ -25,7 +34,23 @@ impl Switchable {
             name: name.to_string(),
             inner,
             broken: AtomicBool::new(false),
+            broken_destroy: AtomicBool::new(false),
+            fail_after_create: AtomicBool::new(false),
+            hold_spawns: AtomicBool::new(false),
+            release: tokio::sync::Notify::new(),
+            held: AtomicUsize::new(0),
         }
+    }
+
+    /// Waits until `n` spawns are held.
+    pub async fn wait_held(&self, n: usize) {
+        for _ in 0..500 {
+            if self.held.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{n} spawns never reached the hold");
     }
 
     pub fn set_broken(&self, broken: bool) {
@@ -52,13 +77,30 @@ impl Provider for Switchable {
     }
     async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
         self.check()?;
-        self.inner.spawn(spec).await
+        self.inner.spawn(spec).await?;
+        if self.hold_spawns.load(Ordering::SeqCst) {
+            let released = self.release.notified();
+            self.held.fetch_add(1, Ordering::SeqCst);
+            released.await;
+            self.held.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.fail_after_create.load(Ordering::SeqCst) {
+            return Err(ProviderError::Unavailable(
+                "spawn switched to fail by the test".into(),
+            ));
+        }
+        Ok(())
     }
     async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError> {
         self.inner.status(id).await
     }
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
         self.check()?;
+        if self.broken_destroy.load(Ordering::SeqCst) {
+            return Err(ProviderError::Unavailable(
+                "destroy switched off by the test".into(),
+            ));
+        }
         self.inner.destroy(id).await
     }
     async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
