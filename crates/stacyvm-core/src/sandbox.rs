@@ -10,7 +10,19 @@ use serde::{Deserialize, Serialize};
 use crate::{OwnerId, SandboxId};
 
 /// Lifecycle state of a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxState {
     Creating,
@@ -72,7 +84,7 @@ impl FromStr for SandboxState {
 }
 
 /// A sandbox as the store keeps it and the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sandbox {
     pub id: SandboxId,
     pub state: SandboxState,
