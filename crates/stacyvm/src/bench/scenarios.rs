@@ -8,6 +8,7 @@ use indicatif::ProgressBar;
 
 use super::api::BenchClient;
 use super::report::{BenchResult, Samples};
+use super::select::{Group, Selection};
 
 /// How many measured and discarded iterations each scenario runs.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ pub async fn lifecycle(c: &BenchClient, n: Counts, pb: &ProgressBar) -> Vec<Benc
         pb.set_message(format!("{}: spawn / first exec / destroy", c.provider));
         let t = Instant::now();
         let id = match c.spawn().await {
-            Ok(sb) => sb["id"].as_str().unwrap_or_default().to_string(),
+            Ok(sb) => sb.id.to_string(),
             Err(e) => {
                 fail(pb, measured, &mut spawn, &e);
                 pb.inc(1);
@@ -70,11 +71,17 @@ pub async fn lifecycle(c: &BenchClient, n: Counts, pb: &ProgressBar) -> Vec<Benc
     ]
 }
 
-/// Exec round trips, streamed execs and file transfers in one sandbox.
-pub async fn in_sandbox(c: &BenchClient, n: Counts, pb: &ProgressBar) -> Result<Vec<BenchResult>> {
+/// Exec round trips, streamed execs and file transfers in one sandbox
+/// (those of them `select` runs).
+pub async fn in_sandbox(
+    c: &BenchClient,
+    n: Counts,
+    select: &Selection,
+    pb: &ProgressBar,
+) -> Result<Vec<BenchResult>> {
     let sb = c.spawn().await?;
-    let id = sb["id"].as_str().unwrap_or_default().to_string();
-    let out = in_sandbox_with(c, &id, n, pb).await;
+    let id = sb.id.to_string();
+    let out = in_sandbox_with(c, &id, n, select, pb).await;
     let destroyed = c.destroy(&id).await;
     destroyed?;
     Ok(out)
@@ -84,10 +91,28 @@ async fn in_sandbox_with(
     c: &BenchClient,
     id: &str,
     n: Counts,
+    select: &Selection,
     pb: &ProgressBar,
 ) -> Vec<BenchResult> {
     let mut results = Vec::new();
+    if select.runs(Group::Exec) {
+        results.push(exec_round_trips(c, id, n, pb).await);
+    }
+    if select.runs(Group::Stream) {
+        results.extend(streamed_execs(c, id, n, pb).await);
+    }
+    let sizes = [
+        ("1k", 1024usize, Group::Files1k),
+        ("8m", 8 * 1024 * 1024, Group::Files8m),
+    ];
+    let sizes: Vec<_> = sizes.into_iter().filter(|s| select.runs(s.2)).collect();
+    if !sizes.is_empty() {
+        results.extend(file_transfers(c, id, n, &sizes, pb).await);
+    }
+    results
+}
 
+async fn exec_round_trips(c: &BenchClient, id: &str, n: Counts, pb: &ProgressBar) -> BenchResult {
     pb.set_message(format!("{}: exec round trip", c.provider));
     let mut exec = Samples::default();
     for i in 0..n.total() {
@@ -96,8 +121,15 @@ async fn in_sandbox_with(
         record(pb, i >= n.warmup, &mut exec, t, r);
         pb.inc(1);
     }
-    results.push(BenchResult::new(&c.provider, "exec", &exec));
+    BenchResult::new(&c.provider, "exec", &exec)
+}
 
+async fn streamed_execs(
+    c: &BenchClient,
+    id: &str,
+    n: Counts,
+    pb: &ProgressBar,
+) -> Vec<BenchResult> {
     pb.set_message(format!("{}: streamed exec", c.provider));
     let (mut ttfb, mut exit) = (Samples::default(), Samples::default());
     for i in 0..n.total() {
@@ -117,14 +149,22 @@ async fn in_sandbox_with(
         }
         pb.inc(1);
     }
-    results.push(BenchResult::new(
-        &c.provider,
-        "exec_stream_first_byte",
-        &ttfb,
-    ));
-    results.push(BenchResult::new(&c.provider, "exec_stream_exit", &exit));
+    vec![
+        BenchResult::new(&c.provider, "exec_stream_first_byte", &ttfb),
+        BenchResult::new(&c.provider, "exec_stream_exit", &exit),
+    ]
+}
 
-    for (label, size) in [("1k", 1024usize), ("8m", 8 * 1024 * 1024)] {
+/// Writes then reads a file of each size, `n` times.
+async fn file_transfers(
+    c: &BenchClient,
+    id: &str,
+    n: Counts,
+    sizes: &[(&str, usize, Group)],
+    pb: &ProgressBar,
+) -> Vec<BenchResult> {
+    let mut results = Vec::new();
+    for &(label, size, _) in sizes {
         pb.set_message(format!("{}: files {label}", c.provider));
         let data = bytes::Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
         let path = format!("/tmp/stacyvm-bench-{label}");
