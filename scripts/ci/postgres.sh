@@ -4,7 +4,7 @@
 # test URL on stdout (everything else goes to stderr). Idempotent.
 #
 #   export STACYVM_TEST_POSTGRES_URL="$(scripts/ci/postgres.sh)"
-#   cargo nextest run -p stacyvm-store --features postgres
+#   cargo nextest run -p stacyvm-store
 #
 # The password is a throw-away test credential for a server that listens on
 # the loopback interface only.

@@ -183,6 +183,24 @@ fn fraction(value: u128, scale: u128) -> String {
     format!("{int}.{}", digits.trim_end_matches('0'))
 }
 
+/// The grammar [`GoDuration::parse`] accepts (and `Display` produces), as a
+/// regular expression for the OpenAPI document.
+pub const DURATION_PATTERN: &str =
+    r"^\+?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$";
+
+impl utoipa::PartialSchema for GoDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::string(
+            "Go-style duration (`500ms`, `30s`, `1h30m`); responses render it as Go does (`24h0m0s`).",
+            Some(DURATION_PATTERN),
+            Some(64),
+            "30m0s",
+        )
+    }
+}
+
+impl utoipa::ToSchema for GoDuration {}
+
 impl Serialize for GoDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

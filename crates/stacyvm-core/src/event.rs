@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Every event type of API v1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
     #[serde(rename = "sandbox.created")]
     SandboxCreated,
@@ -105,7 +105,7 @@ impl FromStr for EventType {
 
 /// One published event. `data` holds operation, provider and error details;
 /// it never carries secrets, environment values or file contents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// `evt-N`, increasing for the life of the process.
     pub id: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::GoDuration;
 
 /// How `command` is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecMode {
     /// `/bin/sh -c COMMAND` with each arg shell-quoted and appended.
@@ -31,7 +31,7 @@ impl ExecMode {
 
 /// The exec body of `POST /sandboxes/{id}/exec` (and the WebSocket `start`
 /// message).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ExecRequest {
     pub command: String,
@@ -77,7 +77,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// Which output stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamKind {
     Stdout,

@@ -9,9 +9,19 @@ use serde::{Deserialize, Serialize};
 const ID_HEX_LEN: usize = 12;
 
 /// A sandbox id such as `sb-3f9a0c1d2e4b`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct SandboxId(String);
+
+/// Deserialising validates like [`SandboxId::parse`], so no malformed id
+/// enters through a request body or a stored record.
+impl<'de> Deserialize<'de> for SandboxId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SandboxId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid sandbox id {s:?}")))
+    }
+}
 
 impl SandboxId {
     /// A fresh random id.
@@ -39,6 +49,22 @@ impl SandboxId {
         &self.0
     }
 }
+
+/// The id's pattern, for the OpenAPI document.
+pub const SANDBOX_ID_PATTERN: &str = "^sb-[0-9a-f]{8,64}$";
+
+impl utoipa::PartialSchema for SandboxId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::string(
+            "Sandbox id: `sb-` and 8 to 64 lowercase hex digits.",
+            Some(SANDBOX_ID_PATTERN),
+            Some(67),
+            "sb-a1b2c3d4",
+        )
+    }
+}
+
+impl utoipa::ToSchema for SandboxId {}
 
 impl fmt::Display for SandboxId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,5 +105,14 @@ mod tests {
             assert!(SandboxId::parse(bad).is_none(), "{bad}");
         }
         assert!(SandboxId::parse("sb-a1b2c3d4").is_some());
+    }
+
+    #[test]
+    fn deserialising_validates() {
+        let ok: SandboxId = serde_json::from_str("\"sb-a1b2c3d4\"").unwrap();
+        assert_eq!(ok.as_str(), "sb-a1b2c3d4");
+        for bad in ["\"sb-../../etc\"", "\"\"", "\"SB-A1B2C3D4\"", "7"] {
+            assert!(serde_json::from_str::<SandboxId>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod id;
 pub mod owner;
 pub mod sandbox;
+mod schema;
 pub mod template;
 
 pub use duration::{DurationError, GoDuration};

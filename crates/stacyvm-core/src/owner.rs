@@ -43,6 +43,19 @@ impl OwnerId {
     }
 }
 
+impl utoipa::PartialSchema for OwnerId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::string(
+            "Owner id: trimmed, at most 128 characters, no whitespace, control characters, `/` or `\\`.",
+            Some(r"^[^\s/\\\x00-\x1f\x7f-\x9f]*$"),
+            Some(MAX_OWNER_LEN),
+            "alice",
+        )
+    }
+}
+
+impl utoipa::ToSchema for OwnerId {}
+
 impl fmt::Display for OwnerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

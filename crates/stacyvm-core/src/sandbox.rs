@@ -10,7 +10,19 @@ use serde::{Deserialize, Serialize};
 use crate::{OwnerId, SandboxId};
 
 /// Lifecycle state of a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxState {
     Creating,
@@ -72,7 +84,7 @@ impl FromStr for SandboxState {
 }
 
 /// A sandbox as the store keeps it and the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sandbox {
     pub id: SandboxId,
     pub state: SandboxState,
@@ -94,7 +106,7 @@ pub struct Sandbox {
     /// Last error seen for this sandbox (state `error`), for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The cluster node that runs it; `None` on a single host.
+    /// The cluster node that runs it; absent on a single host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
 }

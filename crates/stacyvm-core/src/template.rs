@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::GoDuration;
 
 /// A template: defaults for sandboxes spawned from it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Template {
     pub name: String,
     #[serde(default)]

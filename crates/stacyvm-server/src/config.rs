@@ -156,7 +156,8 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// Secret: never logged, shown or put in an error.
     pub api_key: String,
-    /// Secret for admin routes (`X-Admin-API-Key`).
+    /// Reserved for admin routes (`X-Admin-API-Key`); accepted and
+    /// redacted, but no route checks it yet (the tenancy work adds them).
     pub admin_api_key: String,
 }
 

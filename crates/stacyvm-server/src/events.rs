@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use serde::Serialize;
 use stacyvm_core::{Event, EventType};
 use tokio::sync::broadcast;
 
@@ -34,14 +33,6 @@ struct Inner {
 struct History {
     next_seq: u64,
     events: VecDeque<Event>,
-}
-
-/// Figures for `/metrics` and `/diagnostics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct EventStats {
-    pub subscribers: usize,
-    pub history_size: usize,
-    pub events_total: u64,
 }
 
 /// A live subscription: first the backlog, then new events.
@@ -122,11 +113,11 @@ impl EventBus {
         history.events.iter().skip(skip).cloned().collect()
     }
 
-    pub fn stats(&self) -> EventStats {
+    pub fn stats(&self) -> crate::obs::EventStats {
         let history = self.inner.history.lock().unwrap_or_else(|e| e.into_inner());
-        EventStats {
-            subscribers: self.inner.tx.receiver_count(),
-            history_size: history.events.len(),
+        crate::obs::EventStats {
+            subscribers: self.inner.tx.receiver_count() as u64,
+            history_size: history.events.len() as u64,
             events_total: self.inner.total.load(Ordering::Relaxed),
         }
     }
@@ -180,7 +171,7 @@ mod tests {
         for _ in 0..(SUBSCRIBER_BUFFER * 3) {
             bus.publish(EventType::FileRead, None, json!(null));
         }
-        assert_eq!(bus.stats().events_total as usize, SUBSCRIBER_BUFFER * 3);
+        assert_eq!(bus.stats().events_total, SUBSCRIBER_BUFFER as u64 * 3);
         // The slow subscriber is told it lagged, then continues.
         assert!(matches!(
             slow.receiver.recv().await,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use stacyvm_core::{GoDuration, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
-use crate::{SandboxFilter, StoreError};
+use crate::{SandboxCount, SandboxFilter, StoreError};
 
 /// A `sandboxes` row as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -83,6 +83,38 @@ impl ExpiryRow {
     pub fn decode(self) -> Result<DateTime<Utc>, StoreError> {
         decode_time(&self.expires_at)
             .map_err(|e| StoreError::Corrupt(format!("sandbox expiry: {e}")))
+    }
+}
+
+/// One group of a sandbox count.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct CountRow {
+    pub state: String,
+    pub provider: String,
+    pub count: i64,
+}
+
+impl CountRow {
+    /// Decodes and orders the groups as `SandboxCount::tally` does (by
+    /// state, then provider), leaving out a destroyed group.
+    pub fn decode_all(rows: Vec<CountRow>) -> Result<Vec<SandboxCount>, StoreError> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let state: SandboxState = r
+                .state
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("sandbox count: field state: {e}")))?;
+            if state == SandboxState::Destroyed {
+                continue;
+            }
+            out.push(SandboxCount {
+                state,
+                provider: r.provider,
+                count: u64::try_from(r.count).unwrap_or(0),
+            });
+        }
+        out.sort_by(|a, b| (a.state, &a.provider).cmp(&(b.state, &b.provider)));
+        Ok(out)
     }
 }
 

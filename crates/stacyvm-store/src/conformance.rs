@@ -14,8 +14,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use stacyvm_core::{GoDuration, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
 use crate::{
-    Admission, AdmissionLimits, LimitedResource, RefusedScope, SandboxFilter, ScopeLimits, Store,
-    StoreError, Usage, UsageScope,
+    Admission, AdmissionLimits, LimitedResource, RefusedScope, SandboxCount, SandboxFilter,
+    ScopeLimits, Store, StoreError, Usage, UsageScope,
 };
 
 /// Runs every case against `store`.
@@ -26,6 +26,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     sandbox_update(s).await;
     sandbox_not_found(s).await;
     sandbox_list_filters(s).await;
+    sandbox_count(s).await;
     sandbox_list_order(s).await;
     sandbox_delete(s).await;
     template_round_trip(s).await;
@@ -349,6 +350,80 @@ pub async fn sandbox_list_filters(store: &dyn Store) {
             }
         }
     }
+}
+
+/// Counts group by (state, provider) in that order, honour the filter,
+/// never count destroyed sandboxes and agree with a tally of the listing.
+pub async fn sandbox_count(store: &dyn Store) {
+    let alice = owner(&unique("alice"));
+    let provider_a = unique("count-a");
+    let provider_b = unique("count-b");
+    let make = |state, owner: Option<&OwnerId>, provider: &str| Sandbox {
+        state,
+        owner_id: owner.cloned(),
+        provider: provider.to_string(),
+        ..minimal_sandbox()
+    };
+    let all = [
+        make(SandboxState::Running, Some(&alice), &provider_a),
+        make(SandboxState::Running, None, &provider_a),
+        make(SandboxState::Destroyed, Some(&alice), &provider_a),
+        make(SandboxState::Error, Some(&alice), &provider_b),
+        make(SandboxState::Creating, None, &provider_b),
+    ];
+    for s in &all {
+        store.insert_sandbox(s).await.expect("insert");
+    }
+    let count = |filter: SandboxFilter| async move {
+        let got = store.count_sandboxes(&filter).await.expect("count");
+        let listed = store.list_sandboxes(&filter).await.expect("list");
+        assert_eq!(got, SandboxCount::tally(&listed), "filter {filter:?}");
+        got.into_iter()
+            .map(|c| (c.state, c.provider, c.count))
+            .collect::<Vec<_>>()
+    };
+    let a = |state| (state, provider_a.clone(), 0);
+    let b = |state| (state, provider_b.clone(), 0);
+    let with = |(s, p, _): (SandboxState, String, u64), n| (s, p, n);
+    assert_eq!(
+        count(SandboxFilter {
+            provider: Some(provider_a.clone()),
+            ..Default::default()
+        })
+        .await,
+        vec![with(a(SandboxState::Running), 2)]
+    );
+    assert_eq!(
+        count(SandboxFilter {
+            provider: Some(provider_b.clone()),
+            ..Default::default()
+        })
+        .await,
+        vec![
+            with(b(SandboxState::Creating), 1),
+            with(b(SandboxState::Error), 1)
+        ]
+    );
+    assert_eq!(
+        count(SandboxFilter {
+            owner: Some(alice.clone()),
+            include_destroyed: true,
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2,
+        "destroyed sandboxes are never counted"
+    );
+    let got = store
+        .count_sandboxes(&SandboxFilter {
+            provider: Some(provider_a.clone()),
+            state: Some(SandboxState::Destroyed),
+            ..Default::default()
+        })
+        .await
+        .expect("count");
+    assert!(got.is_empty(), "{got:?}");
 }
 
 /// Listings are ordered by creation time, then id, whatever the insertion

@@ -53,6 +53,36 @@ pub struct SandboxFilter {
     pub node_id: Option<String>,
 }
 
+/// How many sandboxes are in one (state, provider) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxCount {
+    pub state: SandboxState,
+    pub provider: String,
+    pub count: u64,
+}
+
+impl SandboxCount {
+    /// Counts `sandboxes` by (state, provider), leaving destroyed ones out;
+    /// ordered by state then provider.
+    pub fn tally<'a>(sandboxes: impl IntoIterator<Item = &'a Sandbox>) -> Vec<SandboxCount> {
+        let mut counts: std::collections::BTreeMap<(SandboxState, &str), u64> =
+            std::collections::BTreeMap::new();
+        for s in sandboxes {
+            if s.state != SandboxState::Destroyed {
+                *counts.entry((s.state, s.provider.as_str())).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|((state, provider), count)| SandboxCount {
+                state,
+                provider: provider.to_string(),
+                count,
+            })
+            .collect()
+    }
+}
+
 /// Persistent state. Implementations are cheap to share (`Arc<dyn Store>`).
 ///
 /// Lifecycle writes that may race (another request, another node) are
@@ -121,6 +151,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>, StoreError>;
     /// Removes the record for good; `NotFound` when absent.
     async fn delete_sandbox(&self, id: &SandboxId) -> Result<(), StoreError>;
+    /// Sandboxes matching `filter` counted by (state, provider), ordered by
+    /// state then provider; pairs with no sandbox are left out. Destroyed
+    /// sandboxes are never counted, whatever the filter says.
+    async fn count_sandboxes(
+        &self,
+        filter: &SandboxFilter,
+    ) -> Result<Vec<SandboxCount>, StoreError> {
+        Ok(SandboxCount::tally(&self.list_sandboxes(filter).await?))
+    }
 
     /// `Conflict` when the name exists.
     async fn create_template(&self, template: &Template) -> Result<(), StoreError>;

@@ -432,6 +432,25 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn count_sandboxes(
+                &self,
+                filter: &$crate::SandboxFilter,
+            ) -> Result<Vec<$crate::SandboxCount>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "SELECT state, provider, COUNT(*) AS count FROM sandboxes",
+                );
+                // Destroyed sandboxes are never counted.
+                let filter = $crate::SandboxFilter {
+                    include_destroyed: false,
+                    ..filter.clone()
+                };
+                $crate::codec::push_filter(&mut qb, &filter);
+                qb.push(" GROUP BY state, provider");
+                let rows: Vec<$crate::codec::CountRow> =
+                    self.rows(qb, "counting", "sandboxes").await?;
+                $crate::codec::CountRow::decode_all(rows)
+            }
+
             async fn delete_sandbox(&self, id: &::stacyvm_core::SandboxId) -> $crate::sql::Done {
                 let qb = $crate::sql::delete::<_, $crate::codec::SandboxRow>(id.as_str());
                 self.run_on_one(qb, "deleting", format!("sandbox {id}"))

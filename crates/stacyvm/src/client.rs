@@ -1,109 +1,92 @@
-//! Client commands: talk to a StacyVM server over API v1.
+//! The one HTTP client of API v1 in this binary, used by the CLI commands
+//! and by `stacyvm bench`. Requests and replies are the server's own
+//! contract types (`stacyvm_server::api::model`), so a change of the wire
+//! format shows up here at compile time.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::pin::Pin;
 
-use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
-use futures::StreamExt;
-use serde_json::{Value, json};
+use anyhow::{Context, Result, anyhow};
+use bytes::Bytes;
+use clap::Args;
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use stacyvm_server::api::model::{
+    ErrorBody, ExecRequest, ExecResponse, FileInfo, MetricsResponse, Sandbox, SpawnRequest,
+    StreamRecord,
+};
 
-use crate::cli::{Connection, println_out};
-
-#[derive(Debug, Args)]
-pub struct SpawnArgs {
-    #[arg(long)]
-    pub image: Option<String>,
-    #[arg(long)]
-    pub provider: Option<String>,
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Time to live, e.g. 30m.
-    #[arg(long)]
-    pub ttl: Option<String>,
-    #[arg(long)]
-    pub memory_mb: Option<u32>,
-    #[arg(long)]
-    pub vcpus: Option<u32>,
-    /// Metadata as KEY=VALUE (repeatable).
-    #[arg(long = "metadata", short = 'm', value_parser = parse_kv)]
-    pub metadata: Vec<(String, String)>,
-    /// Print the whole sandbox object as JSON.
-    #[arg(long)]
-    pub json: bool,
+/// Where the client commands find the server.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "STACYVM_SERVER",
+        default_value = "http://127.0.0.1:7423"
+    )]
+    pub server: String,
+    /// API key, when the server has auth enabled.
+    #[arg(long, global = true, env = "STACYVM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Owner identity sent as X-User-ID.
+    #[arg(long, global = true, env = "STACYVM_USER_ID")]
+    pub user: Option<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct ExecArgs {
-    pub id: String,
-    /// Run the command through /bin/sh -c (default: argv, no shell).
-    #[arg(long)]
-    pub shell: bool,
-    /// Timeout, e.g. 30s.
-    #[arg(long)]
-    pub timeout: Option<String>,
-    #[arg(long)]
-    pub workdir: Option<String>,
-    /// Environment as KEY=VALUE (repeatable).
-    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
-    pub env: Vec<(String, String)>,
-    /// The command and its arguments (after --).
-    #[arg(last = true, required = true)]
-    pub command: Vec<String>,
+impl Connection {
+    /// Default headers of every request: the API key (marked sensitive so
+    /// it never shows in debug output) and the owner id.
+    fn headers(&self) -> Result<reqwest::header::HeaderMap> {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        if let Some(k) = self.api_key.as_deref().filter(|k| !k.is_empty()) {
+            let mut v = HeaderValue::from_str(k).context("invalid API key")?;
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+        }
+        if let Some(u) = self.user.as_deref().filter(|u| !u.is_empty()) {
+            headers.insert(
+                "x-user-id",
+                HeaderValue::from_str(u).context("invalid user id")?,
+            );
+        }
+        Ok(headers)
+    }
+
+    /// `SERVER/api/v1`.
+    fn api_base(&self) -> String {
+        format!("{}/api/v1", self.server.trim_end_matches('/'))
+    }
 }
 
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    #[arg(long)]
-    pub json: bool,
-}
+/// The records of a streamed exec, in order; blank keep-alive lines are
+/// skipped.
+pub type RecordStream = Pin<Box<dyn Stream<Item = Result<StreamRecord>> + Send>>;
 
-#[derive(Debug, Subcommand)]
-pub enum FilesCommand {
-    /// Upload a local file.
-    Put {
-        id: String,
-        local: PathBuf,
-        remote: String,
-        /// Octal mode, e.g. 755.
-        #[arg(long)]
-        mode: Option<String>,
-    },
-    /// Download a file (to stdout when LOCAL is omitted).
-    Get {
-        id: String,
-        remote: String,
-        local: Option<PathBuf>,
-    },
-    /// List a directory.
-    Ls {
-        id: String,
-        #[arg(default_value = "/")]
-        path: String,
-    },
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
-}
-
-/// A small API client.
-struct Api {
+/// A client of one server.
+#[derive(Debug, Clone)]
+pub struct Client {
     http: reqwest::Client,
     base: String,
 }
 
-impl Api {
-    fn new(conn: &Connection) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .default_headers(conn.headers()?)
-            .build()?;
-        Ok(Api {
-            http,
+impl Client {
+    pub fn new(conn: &Connection) -> Result<Self> {
+        Self::build(conn, reqwest::Client::builder())
+    }
+
+    /// A client that keeps up to `idle` connections open (concurrent load).
+    pub fn pooled(conn: &Connection, idle: usize) -> Result<Self> {
+        Self::build(
+            conn,
+            reqwest::Client::builder().pool_max_idle_per_host(idle),
+        )
+    }
+
+    fn build(conn: &Connection, builder: reqwest::ClientBuilder) -> Result<Self> {
+        Ok(Client {
+            http: builder.default_headers(conn.headers()?).build()?,
             base: conn.api_base(),
         })
     }
@@ -112,244 +95,233 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request and turns an error body into a readable error.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    /// Sends a request; an error reply becomes `WHAT: MESSAGE (CODE, HTTP N)`.
+    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = req
             .send()
             .await
-            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+            .with_context(|| format!("{what}: cannot reach the server at {}", self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let message = body["message"].as_str().unwrap_or("request failed");
-        let code = body["code"].as_str().unwrap_or("");
-        Err(anyhow!("{message} ({code}, HTTP {})", status.as_u16()))
+        let status = resp.status().as_u16();
+        let (message, code) = match resp.json::<ErrorBody>().await {
+            Ok(e) => (e.message, e.code),
+            Err(_) => ("request failed".to_string(), String::new()),
+        };
+        Err(anyhow!("{what}: {message} ({code}, HTTP {status})"))
     }
 
-    async fn json(&self, req: reqwest::RequestBuilder) -> Result<Value> {
-        Ok(self.send(req).await?.json().await?)
+    async fn json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        self.send(what, req)
+            .await?
+            .json()
+            .await
+            .with_context(|| format!("{what}: unexpected reply"))
     }
-}
 
-pub async fn spawn(conn: &Connection, a: SpawnArgs) -> Result<ExitCode> {
-    let api = Api::new(conn)?;
-    let mut body = json!({});
-    for (k, v) in [
-        ("image", &a.image),
-        ("provider", &a.provider),
-        ("template", &a.template),
-        ("ttl", &a.ttl),
-    ] {
-        if let Some(v) = v {
-            body[k] = json!(v);
-        }
+    pub async fn spawn(&self, req: &SpawnRequest) -> Result<Sandbox> {
+        let what = match &req.provider {
+            Some(p) => format!("spawn on {p}"),
+            None => "spawn".to_string(),
+        };
+        self.json(&what, self.http.post(self.url("/sandboxes")).json(req))
+            .await
     }
-    if let Some(m) = a.memory_mb {
-        body["memory_mb"] = json!(m);
-    }
-    if let Some(v) = a.vcpus {
-        body["vcpus"] = json!(v);
-    }
-    if !a.metadata.is_empty() {
-        body["metadata"] = json!(a.metadata.into_iter().collect::<BTreeMap<_, _>>());
-    }
-    let sb = api
-        .json(api.http.post(api.url("/sandboxes")).json(&body))
-        .await?;
-    if a.json {
-        println_out(&serde_json::to_string_pretty(&sb)?);
-    } else {
-        println_out(sb["id"].as_str().unwrap_or_default());
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
-pub async fn exec(conn: &Connection, a: ExecArgs) -> Result<ExitCode> {
-    let api = Api::new(conn)?;
-    let (command, args) = a
-        .command
-        .split_first()
-        .ok_or_else(|| anyhow!("a command is required"))?;
-    let mut body = json!({
-        "command": if a.shell { a.command.join(" ") } else { command.clone() },
-        "args": if a.shell { Vec::new() } else { args.to_vec() },
-        "mode": if a.shell { "shell" } else { "argv" },
-        "stream": true,
-        "env": a.env.into_iter().collect::<BTreeMap<_, _>>(),
-    });
-    if let Some(t) = a.timeout {
-        body["timeout"] = json!(t);
+    pub async fn list(&self) -> Result<Vec<Sandbox>> {
+        self.json("list", self.http.get(self.url("/sandboxes")))
+            .await
     }
-    if let Some(w) = a.workdir {
-        body["workdir"] = json!(w);
-    }
-    let resp = api
-        .send(
-            api.http
-                .post(api.url(&format!("/sandboxes/{}/exec", a.id)))
-                .json(&body),
+
+    pub async fn destroy(&self, id: &str) -> Result<()> {
+        self.send(
+            &format!("destroy {id}"),
+            self.http.delete(self.url(&format!("/sandboxes/{id}"))),
         )
         .await?;
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    let mut exit = None;
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk?);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let rec: Value = serde_json::from_slice(&line).context("malformed stream record")?;
-            let data = rec["data"].as_str().unwrap_or("");
-            match rec["stream"].as_str() {
-                Some("stdout") => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(data.as_bytes())?;
-                    out.flush()?;
-                }
-                Some("stderr") => {
-                    let mut err = std::io::stderr().lock();
-                    err.write_all(data.as_bytes())?;
-                    err.flush()?;
-                }
-                Some("exit") => {
-                    if rec["timed_out"].as_bool() == Some(true) {
-                        eprintln!("stacyvm: command timed out");
-                    }
-                    exit = rec["exit_code"].as_i64();
-                }
-                _ => {}
-            }
-        }
+        Ok(())
     }
-    match exit {
-        // Exit codes are 0..=255 on Unix; a signal death shows as 128+N.
-        Some(code) => Ok(ExitCode::from(
-            u8::try_from(code.clamp(0, 255)).unwrap_or(1),
-        )),
-        None => bail!("the stream ended without an exit status"),
-    }
-}
 
-pub async fn list(conn: &Connection, a: ListArgs) -> Result<ExitCode> {
-    let api = Api::new(conn)?;
-    let items = api.json(api.http.get(api.url("/sandboxes"))).await?;
-    if a.json {
-        println_out(&serde_json::to_string_pretty(&items)?);
-        return Ok(ExitCode::SUCCESS);
+    /// Runs a command and waits for its result (`stream` is ignored).
+    pub async fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecResponse> {
+        let req = ExecRequest {
+            stream: false,
+            ..req.clone()
+        };
+        self.json(
+            &format!("exec in {id}"),
+            self.http
+                .post(self.url(&format!("/sandboxes/{id}/exec")))
+                .json(&req),
+        )
+        .await
     }
-    println_out(&format!(
-        "{:<16} {:<11} {:<8} {:<24} {}",
-        "ID", "STATE", "PROVIDER", "IMAGE", "EXPIRES"
-    ));
-    for s in items.as_array().into_iter().flatten() {
-        let f = |k: &str| s[k].as_str().unwrap_or("").to_string();
-        println_out(&format!(
-            "{:<16} {:<11} {:<8} {:<24} {}",
-            f("id"),
-            f("state"),
-            f("provider"),
-            f("image"),
-            f("expires_at")
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
-pub async fn kill(conn: &Connection, ids: &[String]) -> Result<ExitCode> {
-    let api = Api::new(conn)?;
-    let mut failed = false;
-    for id in ids {
-        match api
-            .send(api.http.delete(api.url(&format!("/sandboxes/{id}"))))
-            .await
-        {
-            Ok(_) => println_out(&format!("{id} destroyed")),
-            Err(e) => {
-                eprintln!("{id}: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-pub async fn files(conn: &Connection, cmd: FilesCommand) -> Result<ExitCode> {
-    let api = Api::new(conn)?;
-    match cmd {
-        FilesCommand::Put {
-            id,
-            local,
-            remote,
-            mode,
-        } => {
-            let data = tokio::fs::read(&local)
-                .await
-                .with_context(|| format!("cannot read {}", local.display()))?;
-            let mut q = vec![("path", remote.clone())];
-            if let Some(m) = mode {
-                q.push(("mode", m));
-            }
-            api.send(
-                api.http
-                    .put(api.url(&format!("/sandboxes/{id}/files")))
-                    .query(&q)
-                    .body(data),
+    /// Runs a command and streams its records as they arrive; the last is
+    /// the `exit` record.
+    pub async fn exec_stream(&self, id: &str, req: &ExecRequest) -> Result<RecordStream> {
+        let req = ExecRequest {
+            stream: true,
+            ..req.clone()
+        };
+        let what = format!("streamed exec in {id}");
+        let resp = self
+            .send(
+                &what,
+                self.http
+                    .post(self.url(&format!("/sandboxes/{id}/exec")))
+                    .json(&req),
             )
             .await?;
-            println_out(&format!("{} -> {id}:{remote}", local.display()));
-        }
-        FilesCommand::Get { id, remote, local } => {
-            let resp = api
-                .send(
-                    api.http
-                        .get(api.url(&format!("/sandboxes/{id}/files")))
-                        .query(&[("path", &remote)]),
-                )
-                .await?;
-            let mut stream = resp.bytes_stream();
-            let mut out: Box<dyn Write> = match &local {
-                Some(p) => Box::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
-                ),
-                None => Box::new(std::io::stdout().lock()),
-            };
-            while let Some(chunk) = stream.next().await {
-                out.write_all(&chunk?)?;
-            }
-            out.flush()?;
-        }
-        FilesCommand::Ls { id, path } => {
-            let items = api
-                .json(
-                    api.http
-                        .get(api.url(&format!("/sandboxes/{id}/files/list")))
-                        .query(&[("path", &path)]),
-                )
-                .await?;
-            for f in items.as_array().into_iter().flatten() {
-                let kind = if f["is_dir"].as_bool() == Some(true) {
-                    "d"
-                } else {
-                    "-"
-                };
-                println_out(&format!(
-                    "{kind} {} {:>10} {} {}",
-                    f["mode"].as_str().unwrap_or(""),
-                    f["size"].as_u64().unwrap_or(0),
-                    f["mod_time"].as_str().unwrap_or(""),
-                    f["path"].as_str().unwrap_or("")
-                ));
-            }
-        }
+        Ok(ndjson_records(resp.bytes_stream(), what))
     }
-    Ok(ExitCode::SUCCESS)
+
+    /// Uploads raw bytes (`PUT .../files?path=&mode=`).
+    pub async fn put_file(
+        &self,
+        id: &str,
+        path: &str,
+        mode: Option<&str>,
+        data: impl Into<reqwest::Body>,
+    ) -> Result<()> {
+        let mut q = vec![("path", path)];
+        if let Some(m) = mode {
+            q.push(("mode", m));
+        }
+        self.send(
+            &format!("write {path} in {id}"),
+            self.http
+                .put(self.url(&format!("/sandboxes/{id}/files")))
+                .query(&q)
+                .body(data),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Downloads a file as a stream of chunks.
+    pub async fn get_file(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes>> + use<>> {
+        let resp = self
+            .send(
+                &format!("read {path} in {id}"),
+                self.http
+                    .get(self.url(&format!("/sandboxes/{id}/files")))
+                    .query(&[("path", path)]),
+            )
+            .await?;
+        Ok(resp.bytes_stream().map(|c| c.map_err(anyhow::Error::from)))
+    }
+
+    pub async fn list_files(&self, id: &str, path: &str) -> Result<Vec<FileInfo>> {
+        self.json(
+            &format!("list {path} in {id}"),
+            self.http
+                .get(self.url(&format!("/sandboxes/{id}/files/list")))
+                .query(&[("path", path)]),
+        )
+        .await
+    }
+
+    /// `GET /metrics`.
+    pub async fn metrics(&self) -> Result<MetricsResponse> {
+        self.json("metrics", self.http.get(self.url("/metrics")))
+            .await
+    }
+
+    /// `GET /metrics/prometheus`, as text.
+    pub async fn prometheus(&self) -> Result<String> {
+        Ok(self
+            .send(
+                "prometheus metrics",
+                self.http.get(self.url("/metrics/prometheus")),
+            )
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+/// Splits an NDJSON byte stream into records, skipping blank lines.
+fn ndjson_records(
+    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    what: String,
+) -> RecordStream {
+    let state = (Box::pin(bytes), Vec::<u8>::new(), what, false);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut bytes, mut buf, what, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let rec = serde_json::from_slice::<StreamRecord>(&line)
+                        .with_context(|| format!("{what}: malformed stream record"));
+                    return Some((rec, (bytes, buf, what, false)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        let err = anyhow!("{what}: the stream broke: {e}");
+                        return Some((Err(err), (bytes, buf, what, true)));
+                    }
+                    None if buf.iter().all(u8::is_ascii_whitespace) => return None,
+                    None => {
+                        let err = anyhow!("{what}: the stream ended inside a record");
+                        return Some((Err(err), (bytes, Vec::new(), what, true)));
+                    }
+                }
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ndjson_records_split_across_chunks_and_skip_keepalives() {
+        let chunks: Vec<reqwest::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"{\"stream\":\"stdout\",\"da")),
+            Ok(Bytes::from_static(
+                b"ta\":\"a\\n\"}\n\n\n{\"stream\":\"exit\",",
+            )),
+            Ok(Bytes::from_static(
+                b"\"data\":\"\",\"exit_code\":3,\"duration\":\"1ms\"}\n",
+            )),
+        ];
+        let recs: Vec<StreamRecord> = ndjson_records(futures::stream::iter(chunks), "t".into())
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].data, "a\n");
+        assert_eq!(recs[1].exit_code, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_stream_is_an_error() {
+        let chunks: Vec<reqwest::Result<Bytes>> =
+            vec![Ok(Bytes::from_static(b"{\"stream\":\"stdout\""))];
+        let recs: Vec<Result<StreamRecord>> =
+            ndjson_records(futures::stream::iter(chunks), "t".into())
+                .collect()
+                .await;
+        assert_eq!(recs.len(), 1);
+        assert!(recs[0].is_err());
+    }
 }

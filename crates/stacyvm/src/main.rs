@@ -5,7 +5,9 @@
 mod bench;
 mod cli;
 mod client;
+mod commands;
 mod image_cmd;
+mod out;
 mod serve;
 
 use clap::Parser;

@@ -1,11 +1,47 @@
 //! `stacyvm serve` and `stacyvm config`: load config, set up logging, run.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 use stacyvm_server::app;
 use stacyvm_server::config::Config;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{ConfigCommand, ServeArgs, println_out};
+use crate::out::println_out;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (default: ./stacyvm.yaml, then ~/.stacyvm/config.yaml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listen host (overrides server.host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Listen port (overrides server.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Default provider (overrides providers.default).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Database file (overrides database.path).
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and report problems.
+    Lint {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration with secrets redacted.
+    Show {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
 
 fn load(path: Option<&std::path::Path>) -> Result<(Config, Option<std::path::PathBuf>)> {
     Ok(Config::load(path, std::env::vars())?)

@@ -166,3 +166,50 @@ fn embedded_server_reads_the_configuration_but_not_the_key() {
         "{doc}"
     );
 }
+
+/// `--scenario` reruns only the named scenarios (their loop may measure
+/// more, but only the named ones are reported); an unknown name is refused.
+#[test]
+fn scenario_filter_runs_only_the_named_scenarios() {
+    let doc = run_bench(&["--scenario", "spawn_first_exec,density", "--density", "2"]);
+    let mut got: Vec<&str> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, ["density", "spawn_first_exec"], "{doc}");
+    for r in doc["results"].as_array().unwrap() {
+        assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+    }
+
+    let doc = run_bench(&["--scenario", "exec", "--compare-raw"]);
+    let got: Vec<(&str, &str)> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap(),
+                r["scenario"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("mock", "exec"), ("fork", "exec")], "{doc}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_stacyvm"))
+        .args([
+            "bench",
+            "--embedded",
+            "--provider",
+            "mock",
+            "--scenario",
+            "spwan",
+        ])
+        .output()
+        .expect("stacyvm runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown scenario \"spwan\""), "{stderr}");
+}

@@ -185,3 +185,17 @@ fn config_commands_and_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// `stacyvm openapi` prints the document the server serves (and the one
+/// committed as docs/openapi.json).
+#[test]
+fn openapi_prints_the_document() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stacyvm"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/sandboxes"]["post"].is_object());
+}

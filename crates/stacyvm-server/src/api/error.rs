@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use stacyvm_providers::ProviderError;
 use stacyvm_store::StoreError;
 
@@ -149,7 +148,10 @@ impl From<ManagerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"code": self.code, "message": self.message});
+        let body = super::model::ErrorBody {
+            code: self.code.to_string(),
+            message: self.message,
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1).to_string();

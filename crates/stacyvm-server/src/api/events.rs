@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use serde::Deserialize;
 use stacyvm_core::event::parse_event_seq;
 use stacyvm_core::{Event, EventType};
 use tokio::sync::broadcast::error::RecvError;
@@ -17,15 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct EventsQuery {
-    types: String,
-    sandbox_id: String,
-    /// Resume point for clients that cannot set `Last-Event-ID`.
-    last_event_id: String,
-}
+use super::model::EventsQuery;
+use super::model::errors::BadRequest;
 
 struct Filter {
     types: Option<HashSet<EventType>>,
@@ -48,6 +40,22 @@ fn sse(e: &Event) -> SseEvent {
         .data(serde_json::to_string(e).unwrap_or_default())
 }
 
+/// Live audit events as Server-Sent Events (`data:` is one [`Event`] as
+/// JSON, `id:` its id), after the history held since `Last-Event-ID`.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "system",
+    operation_id = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`evt-N`)"),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; each `data:` line is an Event", content_type = "text/event-stream", body = String),
+        BadRequest,
+    ),
+)]
 pub async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -4,29 +4,49 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::json;
-use stacyvm_core::{ExecRequest, GoDuration, StreamKind};
+use stacyvm_core::{ExecRequest, GoDuration};
 use stacyvm_providers::{ExecEvent, ExecInput, TtySize};
 
 use super::AppState;
-use super::error::ApiResult;
-use super::extract::ApiJson;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath};
+use super::model::errors::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, ResourceLimit, Timeout, Unavailable,
+};
+use super::model::{ExecResponse, StreamRecord, WsClientMessage, WsServerMessage};
 use crate::manager::{ExecStreamHandle, InteractiveRequest, parse_sandbox_id};
 
 /// A blank line is sent after this much silence so idle streams are not cut
 /// by client read timeouts (NDJSON readers skip empty lines).
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// Runs a command. With `stream: true` the reply is NDJSON
+/// ([`StreamRecord`] lines, the last one `exit`); otherwise the whole
+/// result at once.
+#[utoipa::path(
+    post,
+    path = "/sandboxes/{id}/exec",
+    tag = "exec",
+    params(("id" = String, Path, description = "Sandbox id")),
+    request_body = ExecRequest,
+    responses(
+        (status = 200, description = "The result; with `stream: true`, NDJSON records", content(
+            (ExecResponse = "application/json"),
+            (StreamRecord = "application/x-ndjson"),
+        )),
+        BadRequest, NotFound, Timeout, Conflict, PayloadTooLarge, ResourceLimit, Unavailable,
+    ),
+)]
 pub async fn exec(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ExecRequest>,
 ) -> ApiResult<Response> {
     let id = parse_sandbox_id(&id)?;
@@ -35,22 +55,22 @@ pub async fn exec(
         return Ok(ndjson_response(handle));
     }
     let out = app.manager.exec(&id, &req).await?.output;
-    Ok(Json(json!({
-        "exit_code": out.exit_code,
-        "stdout": String::from_utf8_lossy(&out.stdout),
-        "stderr": String::from_utf8_lossy(&out.stderr),
-        "duration": GoDuration(round_ms(out.duration)).to_string(),
-    }))
+    Ok(Json(ExecResponse {
+        exit_code: out.exit_code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        duration: round_ms(out.duration),
+    })
     .into_response())
 }
 
 /// Durations in results are shown to the millisecond (`127ms`, `1.52s`).
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+fn round_ms(d: Duration) -> GoDuration {
+    GoDuration(Duration::from_millis(d.as_millis() as u64))
 }
 
-fn ndjson_line(v: serde_json::Value) -> Bytes {
-    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+fn ndjson_line(rec: &StreamRecord) -> Bytes {
+    let mut line = serde_json::to_vec(rec).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -62,29 +82,26 @@ fn ndjson_response(handle: ExecStreamHandle) -> Response {
         let mut handle = state?;
         let line = match tokio::time::timeout(KEEPALIVE, handle.output.recv()).await {
             Err(_) => Bytes::from_static(b"\n"),
-            Ok(Some(ExecEvent::Output(kind, data))) => ndjson_line(json!({
-                "stream": stream_name(kind),
-                "data": String::from_utf8_lossy(&data),
-            })),
+            Ok(Some(ExecEvent::Output(kind, data))) => ndjson_line(&StreamRecord::output(
+                kind,
+                String::from_utf8_lossy(&data).into_owned(),
+            )),
             Ok(Some(ExecEvent::Exit {
                 exit_code,
                 duration,
                 timed_out,
             })) => {
-                let mut rec = json!({
-                    "stream": "exit", "data": "", "exit_code": exit_code,
-                    "duration": GoDuration(round_ms(duration)).to_string(),
-                });
-                if timed_out {
-                    rec["timed_out"] = json!(true);
-                }
-                return Some((Ok::<_, std::io::Error>(ndjson_line(rec)), None));
+                let rec = StreamRecord::exit(exit_code, Some(round_ms(duration)), timed_out);
+                return Some((Ok::<_, std::io::Error>(ndjson_line(&rec)), None));
             }
             Ok(None) => {
                 // The provider ended without an exit status: still close
                 // with an exit record so clients see an end.
-                let rec = json!({"stream": "exit", "data": "", "exit_code": -1, "error": "exec ended without exit status"});
-                return Some((Ok(ndjson_line(rec)), None));
+                let rec = StreamRecord {
+                    error: Some("exec ended without exit status".to_string()),
+                    ..StreamRecord::exit(-1, None, false)
+                };
+                return Some((Ok(ndjson_line(&rec)), None));
             }
         };
         Some((Ok(line), Some(handle)))
@@ -97,54 +114,48 @@ fn ndjson_response(handle: ExecStreamHandle) -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-fn stream_name(kind: StreamKind) -> &'static str {
-    match kind {
-        StreamKind::Stdout => "stdout",
-        StreamKind::Stderr => "stderr",
-    }
-}
-
-/// Client → server WebSocket messages.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum ClientMessage {
-    Start {
-        #[serde(flatten)]
-        request: ExecRequest,
-        #[serde(default)]
-        tty: bool,
-        #[serde(default)]
-        cols: u16,
-        #[serde(default)]
-        rows: u16,
-    },
-    Stdin {
-        data: String,
-    },
-    Resize {
-        cols: u16,
-        rows: u16,
-    },
-    Signal {
-        signal: String,
-    },
-}
-
+/// The interactive terminal over WebSocket: JSON text messages
+/// ([`WsClientMessage`] in, [`WsServerMessage`] out). An unknown sandbox
+/// is a 404 before any handshake check.
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}/exec/ws",
+    tag = "exec",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "`bad_request`: not a valid WebSocket handshake", body = super::model::ErrorBody),
+        NotFound, Conflict,
+    ),
+)]
 pub async fn exec_ws(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    ApiPath(id): ApiPath<String>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let id = parse_sandbox_id(&id)?;
-    // Fail before the upgrade when the sandbox cannot take commands.
-    app.manager.get(&id).await?;
+    // Resource checks come before protocol checks: an unknown (or
+    // destroyed) sandbox is a 404 whatever the handshake looks like.
+    app.manager.runnable(&id).await?;
+    let ws = ws.map_err(|e| {
+        ApiError::bad_request(format!(
+            "a WebSocket handshake is required: {}",
+            e.body_text().to_lowercase()
+        ))
+    })?;
     Ok(ws.on_upgrade(move |socket| async move {
         run_ws(app, id, socket).await;
     }))
 }
 
-fn ws_json(v: serde_json::Value) -> Message {
-    Message::Text(v.to_string().into())
+fn ws_json(m: &WsServerMessage) -> Message {
+    Message::Text(serde_json::to_string(m).unwrap_or_default().into())
+}
+
+fn ws_error(message: impl Into<String>) -> Message {
+    ws_json(&WsServerMessage::Error {
+        message: message.into(),
+    })
 }
 
 async fn run_ws(app: AppState, id: stacyvm_core::SandboxId, socket: WebSocket) {
@@ -152,13 +163,13 @@ async fn run_ws(app: AppState, id: stacyvm_core::SandboxId, socket: WebSocket) {
     // The first message must be `start`.
     let start = loop {
         match source.next().await {
-            Some(Ok(Message::Text(t))) => break serde_json::from_str::<ClientMessage>(&t),
+            Some(Ok(Message::Text(t))) => break serde_json::from_str::<WsClientMessage>(&t),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             _ => return,
         }
     };
     let (request, tty) = match start {
-        Ok(ClientMessage::Start {
+        Ok(WsClientMessage::Start {
             request,
             tty,
             cols,
@@ -172,18 +183,12 @@ async fn run_ws(app: AppState, id: stacyvm_core::SandboxId, socket: WebSocket) {
         }
         Ok(_) => {
             let _ = sink
-                .send(ws_json(
-                    json!({"type": "error", "message": "the first message must be of type start"}),
-                ))
+                .send(ws_error("the first message must be of type start"))
                 .await;
             return;
         }
         Err(e) => {
-            let _ = sink
-                .send(ws_json(
-                    json!({"type": "error", "message": format!("invalid message: {e}")}),
-                ))
-                .await;
+            let _ = sink.send(ws_error(format!("invalid message: {e}"))).await;
             return;
         }
     };
@@ -194,10 +199,8 @@ async fn run_ws(app: AppState, id: stacyvm_core::SandboxId, socket: WebSocket) {
     {
         Ok(h) => h,
         Err(e) => {
-            let e: super::error::ApiError = e.into();
-            let _ = sink
-                .send(ws_json(json!({"type": "error", "message": e.message})))
-                .await;
+            let e: ApiError = e.into();
+            let _ = sink.send(ws_error(e.message)).await;
             return;
         }
     };
@@ -208,18 +211,20 @@ async fn run_ws(app: AppState, id: stacyvm_core::SandboxId, socket: WebSocket) {
         tokio::select! {
             ev = output.recv() => match ev {
                 Some(ExecEvent::Output(kind, data)) => {
-                    let msg = json!({"type": stream_name(kind), "data": String::from_utf8_lossy(&data)});
-                    if sink.send(ws_json(msg)).await.is_err() { return; }
+                    let data = String::from_utf8_lossy(&data).into_owned();
+                    let msg = match kind {
+                        stacyvm_core::StreamKind::Stdout => WsServerMessage::Stdout { data },
+                        stacyvm_core::StreamKind::Stderr => WsServerMessage::Stderr { data },
+                    };
+                    if sink.send(ws_json(&msg)).await.is_err() { return; }
                 }
                 Some(ExecEvent::Exit { exit_code, timed_out, .. }) => {
-                    let mut msg = json!({"type": "exit", "exit_code": exit_code});
-                    if timed_out { msg["timed_out"] = json!(true); }
-                    let _ = sink.send(ws_json(msg)).await;
+                    let _ = sink.send(ws_json(&WsServerMessage::Exit { exit_code, timed_out })).await;
                     let _ = sink.send(Message::Close(None)).await;
                     return;
                 }
                 None => {
-                    let _ = sink.send(ws_json(json!({"type": "error", "message": "exec ended without exit status"}))).await;
+                    let _ = sink.send(ws_error("exec ended without exit status")).await;
                     return;
                 }
             },
@@ -234,23 +239,23 @@ async fn run_ws(app: AppState, id: stacyvm_core::SandboxId, socket: WebSocket) {
                     // Closed or broken: returning drops the handle and kills the command.
                     _ => return,
                 };
-                let input_msg = match serde_json::from_str::<ClientMessage>(&text) {
-                    Ok(ClientMessage::Stdin { data }) => ExecInput::Stdin(Bytes::from(data)),
-                    Ok(ClientMessage::Resize { cols, rows }) => ExecInput::Resize(TtySize { cols, rows }),
-                    Ok(ClientMessage::Signal { signal }) => ExecInput::Signal(signal),
-                    Ok(ClientMessage::Start { .. }) => {
-                        let _ = sink.send(ws_json(json!({"type": "error", "message": "command already started"}))).await;
+                let input_msg = match serde_json::from_str::<WsClientMessage>(&text) {
+                    Ok(WsClientMessage::Stdin { data }) => ExecInput::Stdin(Bytes::from(data)),
+                    Ok(WsClientMessage::Resize { cols, rows }) => ExecInput::Resize(TtySize { cols, rows }),
+                    Ok(WsClientMessage::Signal { signal }) => ExecInput::Signal(signal),
+                    Ok(WsClientMessage::Start { .. }) => {
+                        let _ = sink.send(ws_error("command already started")).await;
                         continue;
                     }
                     Err(e) => {
-                        let _ = sink.send(ws_json(json!({"type": "error", "message": format!("invalid message: {e}")}))).await;
+                        let _ = sink.send(ws_error(format!("invalid message: {e}"))).await;
                         continue;
                     }
                 };
                 match &input {
                     Some(tx) => { let _ = tx.send(input_msg).await; }
                     None => {
-                        let _ = sink.send(ws_json(json!({"type": "error", "message": "this provider does not accept input"}))).await;
+                        let _ = sink.send(ws_error("this provider does not accept input")).await;
                     }
                 }
             }

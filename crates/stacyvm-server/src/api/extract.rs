@@ -1,5 +1,6 @@
 //! Extractors that reject in the API's error shape: JSON bodies (an empty
-//! body counts as `{}`), query strings, raw bodies and the owner header.
+//! body counts as `{}`; anything but an object is refused), path
+//! parameters, query strings, raw bodies and the owner header.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -23,8 +24,10 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-/// A JSON body. Content-Type is not required (clients send bodyless POSTs);
-/// an empty body deserialises as `{}`.
+/// A JSON object body. Content-Type is not required (clients send bodyless
+/// POSTs); an empty body deserialises as `{}`. Every API body is an
+/// object, so `[]`, `1` or `"x"` is a 400 rather than being read as `{}`
+/// by a struct whose fields all have defaults.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -33,14 +36,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
-        let slice: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(slice)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        parse_object(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON object body (blank = `{}`).
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let slice: &[u8] = match start {
+        None => b"{}",
+        Some(i) if bytes[i] == b'{' => bytes,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+    };
+    serde_json::from_slice(slice)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Path parameters; a segment that does not decode (invalid UTF-8 after
+/// percent-decoding) is a 400 in the error shape, not axum's plain text.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "invalid path {:?}: {}",
+                parts.uri.path(),
+                e.body_text().to_lowercase()
+            ))),
+        }
     }
 }
 
@@ -91,5 +123,26 @@ impl<S: Send + Sync> FromRequestParts<S> for HeaderOwner {
         OwnerId::parse(s)
             .map(HeaderOwner)
             .map_err(|e| ApiError::bad_request(format!("invalid X-User-ID: {e}")))
+    }
+}
+
+/// Refuses a request whose declared `Content-Length` is over the limit
+/// before anything reads the body, so the server never waits for (or
+/// buffers) bytes it would refuse anyway. Bodies without a length are
+/// still cut at the limit by `DefaultBodyLimit` when read.
+pub async fn refuse_declared_oversize(
+    limit: u64,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => ApiError::payload_too_large(limit).into_response(),
+        _ => next.run(req).await,
     }
 }

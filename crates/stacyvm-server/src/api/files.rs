@@ -3,18 +3,21 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
 use stacyvm_core::{FileInfo, FileMode};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiQuery, RawBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery, RawBody};
+use super::model::errors::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable};
+use super::model::{
+    Binary, ChmodRequest, DeleteFileQuery, FilePathQuery, GlobQuery, ListFilesQuery, MoveRequest,
+    StatusResponse, WriteFileQuery, WriteFileRequest,
+};
 use crate::manager::parse_sandbox_id;
 
 fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, ApiError> {
@@ -26,22 +29,23 @@ fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, ApiError> {
     }
 }
 
-/// Body of `POST /files`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WriteBody {
-    path: String,
-    content: String,
-    mode: Option<String>,
-    /// `base64` for binary content (addition to the contract).
-    encoding: Option<String>,
-}
-
+/// Writes a text (or base64) file; parent directories are created.
+#[utoipa::path(
+    post,
+    path = "/sandboxes/{id}/files",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id")),
+    request_body = WriteFileRequest,
+    responses(
+        (status = 200, description = "`{\"status\":\"written\"}`", body = StatusResponse),
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+    ),
+)]
 pub async fn write_json(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<WriteBody>,
-) -> ApiResult<impl IntoResponse> {
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<WriteFileRequest>,
+) -> ApiResult<Json<StatusResponse>> {
     let id = parse_sandbox_id(&id)?;
     let mode = parse_mode(body.mode.as_deref())?;
     let content = match body.encoding.as_deref().unwrap_or("") {
@@ -56,53 +60,86 @@ pub async fn write_json(
     app.manager
         .write_file(&id, &body.path, content, mode)
         .await?;
-    Ok(Json(json!({"status": "written"})))
+    Ok(Json(StatusResponse::new("written")))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct PathQuery {
-    path: String,
-    mode: Option<String>,
-    recursive: Option<String>,
-}
-
+/// Uploads raw bytes (binary-safe).
+#[utoipa::path(
+    put,
+    path = "/sandboxes/{id}/files",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id"), WriteFileQuery),
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "`{\"status\":\"written\"}`", body = StatusResponse),
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+    ),
+)]
 pub async fn write_raw(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<PathQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<WriteFileQuery>,
     RawBody(body): RawBody,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<StatusResponse>> {
     let id = parse_sandbox_id(&id)?;
     let mode = parse_mode(q.mode.as_deref())?;
     app.manager.write_file(&id, &q.path, body, mode).await?;
-    Ok(Json(json!({"status": "written"})))
+    Ok(Json(StatusResponse::new("written")))
 }
 
+/// Downloads a file as raw bytes.
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}/files",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id"), FilePathQuery),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Binary),
+        BadRequest, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn read(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<PathQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<FilePathQuery>,
 ) -> ApiResult<Response> {
     let id = parse_sandbox_id(&id)?;
     let stream = app.manager.read_file(&id, &q.path).await?;
     let stream = futures::StreamExt::map(stream, |r| r.map_err(std::io::Error::other));
-    let name = q.path.rsplit('/').next().unwrap_or("file").replace('"', "");
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}\""),
-        )
+    let name: String = q
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or("file")
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect();
+    let mut resp = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
+    // A name that is not a valid header value is simply not offered.
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        resp = resp.header(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| Response::new(Body::empty())))
 }
 
+/// Deletes a file, or a directory with `recursive=true`.
+#[utoipa::path(
+    delete,
+    path = "/sandboxes/{id}/files",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id"), DeleteFileQuery),
+    responses(
+        (status = 200, description = "`{\"status\":\"deleted\"}`", body = StatusResponse),
+        BadRequest, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn delete(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<PathQuery>,
-) -> ApiResult<impl IntoResponse> {
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteFileQuery>,
+) -> ApiResult<Json<StatusResponse>> {
     let id = parse_sandbox_id(&id)?;
     let recursive = match q.recursive.as_deref().unwrap_or("") {
         "" | "false" | "0" => false,
@@ -114,13 +151,24 @@ pub async fn delete(
         }
     };
     app.manager.delete_file(&id, &q.path, recursive).await?;
-    Ok(Json(json!({"status": "deleted"})))
+    Ok(Json(StatusResponse::new("deleted")))
 }
 
+/// Lists a directory.
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}/files/list",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id"), ListFilesQuery),
+    responses(
+        (status = 200, description = "Entries of the directory", body = Vec<FileInfo>),
+        BadRequest, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn list(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<PathQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListFilesQuery>,
 ) -> ApiResult<Json<Vec<FileInfo>>> {
     let id = parse_sandbox_id(&id)?;
     let path = if q.path.is_empty() {
@@ -131,68 +179,88 @@ pub async fn list(
     Ok(Json(app.manager.list_files(&id, path).await?))
 }
 
+/// Describes one file (a symbolic link is described, never followed).
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}/files/stat",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id"), FilePathQuery),
+    responses(
+        (status = 200, description = "The file", body = FileInfo),
+        BadRequest, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn stat(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<PathQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<FilePathQuery>,
 ) -> ApiResult<Json<FileInfo>> {
     let id = parse_sandbox_id(&id)?;
     Ok(Json(app.manager.stat_file(&id, &q.path).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct MoveBody {
-    old_path: String,
-    new_path: String,
-}
-
+/// Moves or renames a file.
+#[utoipa::path(
+    post,
+    path = "/sandboxes/{id}/files/move",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id")),
+    request_body = MoveRequest,
+    responses(
+        (status = 200, description = "`{\"status\":\"moved\"}`", body = StatusResponse),
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+    ),
+)]
 pub async fn move_file(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<MoveBody>,
-) -> ApiResult<impl IntoResponse> {
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<MoveRequest>,
+) -> ApiResult<Json<StatusResponse>> {
     let id = parse_sandbox_id(&id)?;
     app.manager
         .move_file(&id, &body.old_path, &body.new_path)
         .await?;
-    Ok(Json(json!({"status": "moved"})))
+    Ok(Json(StatusResponse::new("moved")))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ChmodBody {
-    path: String,
-    mode: serde_json::Value,
-}
-
+/// Changes a file's permission bits.
+#[utoipa::path(
+    post,
+    path = "/sandboxes/{id}/files/chmod",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id")),
+    request_body = ChmodRequest,
+    responses(
+        (status = 200, description = "`{\"status\":\"chmod applied\"}`", body = StatusResponse),
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+    ),
+)]
 pub async fn chmod(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ChmodBody>,
-) -> ApiResult<impl IntoResponse> {
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChmodRequest>,
+) -> ApiResult<Json<StatusResponse>> {
     let id = parse_sandbox_id(&id)?;
-    // The contract sends an octal string; a JSON number is read as the
-    // same digits ("mode": 755).
-    let text = match &body.mode {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    };
+    let text = body.mode.as_ref().map(|m| m.digits()).unwrap_or_default();
     let mode = parse_mode(Some(&text))?.ok_or_else(|| ApiError::bad_request("mode is required"))?;
     app.manager.chmod_file(&id, &body.path, mode).await?;
-    Ok(Json(json!({"status": "chmod applied"})))
+    Ok(Json(StatusResponse::new("chmod applied")))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct GlobQuery {
-    pattern: String,
-}
-
+/// Paths matching a glob pattern (`**` crosses directories).
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}/files/glob",
+    tag = "files",
+    params(("id" = String, Path, description = "Sandbox id"), GlobQuery),
+    responses(
+        (status = 200, description = "Matching absolute paths", body = Vec<String>),
+        BadRequest, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn glob(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<GlobQuery>,
 ) -> ApiResult<Json<Vec<String>>> {
     let id = parse_sandbox_id(&id)?;

@@ -1,5 +1,7 @@
 //! The HTTP API v1 (`/api/v1/...`): routes, middleware and the server loop.
 //! Every handler is a thin shell: parse, call one `Manager` method, render.
+//! Routes are registered once, through `utoipa_axum`, so the router and the
+//! OpenAPI document (`openapi`) are built from the same list.
 
 mod auth;
 mod error;
@@ -7,6 +9,8 @@ mod events;
 mod exec;
 mod extract;
 mod files;
+pub mod model;
+mod openapi;
 mod providers;
 mod sandboxes;
 mod system;
@@ -19,14 +23,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::AuthSettings;
 pub use error::{ApiError, ApiResult};
+pub use openapi::{openapi, openapi_json};
 
 use crate::manager::Manager;
 
@@ -44,66 +50,69 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
 }
 
+/// Every API v1 route, each with its OpenAPI description. New surfaces
+/// add their routes here (or merge an `OpenApiRouter` of their own).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sandboxes::spawn, sandboxes::list, sandboxes::prune))
+        .routes(routes!(sandboxes::admission))
+        .routes(routes!(sandboxes::get, sandboxes::destroy))
+        .routes(routes!(sandboxes::extend))
+        .routes(routes!(sandboxes::logs))
+        .routes(routes!(exec::exec))
+        .routes(routes!(exec::exec_ws))
+        .routes(routes!(
+            files::write_json,
+            files::write_raw,
+            files::read,
+            files::delete
+        ))
+        .routes(routes!(files::list))
+        .routes(routes!(files::stat))
+        .routes(routes!(files::move_file))
+        .routes(routes!(files::chmod))
+        .routes(routes!(files::glob))
+        .routes(routes!(templates::create, templates::list))
+        .routes(routes!(
+            templates::get,
+            templates::update,
+            templates::delete
+        ))
+        .routes(routes!(templates::spawn))
+        .routes(routes!(providers::list))
+        .routes(routes!(providers::test))
+        .routes(routes!(providers::get))
+        .routes(routes!(system::health))
+        .routes(routes!(system::live))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::prometheus))
+        .routes(routes!(system::diagnostics))
+        .routes(routes!(events::stream))
+        .routes(routes!(system::pool_status))
+        .routes(routes!(system::quota_summary))
+        .routes(routes!(openapi::document))
+}
+
 /// The API router (under `/api/v1`) with its middleware.
 pub fn router(state: AppState, http: &HttpOptions) -> Router {
-    let api = Router::new()
-        .route(
-            "/sandboxes",
-            post(sandboxes::spawn)
-                .get(sandboxes::list)
-                .delete(sandboxes::prune),
-        )
-        .route("/sandboxes/admission", post(sandboxes::admission))
-        .route(
-            "/sandboxes/{id}",
-            get(sandboxes::get).delete(sandboxes::destroy),
-        )
-        .route("/sandboxes/{id}/extend", post(sandboxes::extend))
-        .route("/sandboxes/{id}/logs", get(sandboxes::logs))
-        .route("/sandboxes/{id}/exec", post(exec::exec))
-        .route("/sandboxes/{id}/exec/ws", get(exec::exec_ws))
-        .route(
-            "/sandboxes/{id}/files",
-            post(files::write_json)
-                .put(files::write_raw)
-                .get(files::read)
-                .delete(files::delete),
-        )
-        .route("/sandboxes/{id}/files/list", get(files::list))
-        .route("/sandboxes/{id}/files/stat", get(files::stat))
-        .route("/sandboxes/{id}/files/move", post(files::move_file))
-        .route("/sandboxes/{id}/files/chmod", post(files::chmod))
-        .route("/sandboxes/{id}/files/glob", get(files::glob))
-        .route("/templates", post(templates::create).get(templates::list))
-        .route(
-            "/templates/{name}",
-            get(templates::get)
-                .put(templates::update)
-                .delete(templates::delete),
-        )
-        .route("/templates/{name}/spawn", post(templates::spawn))
-        .route("/providers", get(providers::list))
-        .route("/providers/test", post(providers::test))
-        .route("/providers/{name}", get(providers::get))
-        .route("/health", get(system::health))
-        .route("/live", get(system::live))
-        .route("/ready", get(system::ready))
-        .route("/metrics", get(system::metrics))
-        .route("/metrics/prometheus", get(system::prometheus))
-        .route("/diagnostics", get(system::diagnostics))
-        .route("/events", get(events::stream))
-        .route("/pool/status", get(system::pool_status))
-        .route("/quotas/summary", get(system::quota_summary))
+    let (api, _) = routes().split_for_parts();
+    let api = api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
 
     let request_id = HeaderName::from_static("x-request-id");
+    let max_body = http.max_body_bytes;
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::web::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
-        .layer(DefaultBodyLimit::max(usize::try_from(http.max_body_bytes).unwrap_or(usize::MAX)))
+        .layer(DefaultBodyLimit::max(usize::try_from(max_body).unwrap_or(usize::MAX)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            extract::refuse_declared_oversize(max_body, req, next)
+        }))
         .layer(cors(&http.cors_origins))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req

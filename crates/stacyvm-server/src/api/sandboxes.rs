@@ -1,133 +1,203 @@
 //! `/sandboxes`: spawn, list, get, destroy, extend, prune, admission, logs.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::json;
 use stacyvm_core::{OwnerId, Sandbox, SandboxState};
+use stacyvm_store::SandboxFilter;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiQuery, HeaderOwner};
-use crate::manager::{ExtendRequest, SpawnRequest, parse_sandbox_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, HeaderOwner};
+use super::model::errors::{BadRequest, Conflict, NotFound, ResourceLimit, Unavailable};
+use super::model::{
+    AdmissionDecision, ExtendRequest, ListSandboxesQuery, LogsQuery, OwnerHeader, PruneResponse,
+    ResourceUsage, SandboxDetail, SpawnRequest, StatusResponse,
+};
+use crate::manager::parse_sandbox_id;
 
+/// Creates a sandbox and waits until it can run commands.
+#[utoipa::path(
+    post,
+    path = "/sandboxes",
+    tag = "sandboxes",
+    params(OwnerHeader),
+    request_body(content = Option<SpawnRequest>, description = "Every field optional; server and template defaults apply"),
+    responses(
+        (status = 201, description = "The sandbox, running", body = Sandbox),
+        BadRequest, NotFound, ResourceLimit, Unavailable,
+    ),
+)]
 pub async fn spawn(
     State(app): State<AppState>,
     HeaderOwner(owner): HeaderOwner,
     ApiJson(req): ApiJson<SpawnRequest>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<(StatusCode, Json<Sandbox>)> {
     let sb = app.manager.spawn(&req, owner.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(sb)))
 }
 
+/// Decides whether a spawn would be admitted now, without creating anything.
+#[utoipa::path(
+    post,
+    path = "/sandboxes/admission",
+    tag = "sandboxes",
+    params(OwnerHeader),
+    request_body(content = Option<SpawnRequest>, description = "The body a spawn would send"),
+    responses(
+        (status = 200, description = "The decision", body = AdmissionDecision),
+        BadRequest, NotFound,
+    ),
+)]
 pub async fn admission(
     State(app): State<AppState>,
     HeaderOwner(owner): HeaderOwner,
     ApiJson(req): ApiJson<SpawnRequest>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<AdmissionDecision>> {
     Ok(Json(app.manager.admission(&req, owner.as_ref()).await?))
 }
 
-/// Optional list filters (additions to the contract).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ListQuery {
-    state: Option<String>,
-    provider: Option<String>,
-    owner_id: Option<String>,
-}
-
+/// Sandboxes that are not destroyed, oldest first.
+#[utoipa::path(
+    get,
+    path = "/sandboxes",
+    tag = "sandboxes",
+    params(OwnerHeader, ListSandboxesQuery),
+    responses(
+        (status = 200, description = "Sandboxes, oldest first", body = Vec<Sandbox>),
+        BadRequest,
+    ),
+)]
 pub async fn list(
     State(app): State<AppState>,
     HeaderOwner(header_owner): HeaderOwner,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<ListSandboxesQuery>,
 ) -> ApiResult<Json<Vec<Sandbox>>> {
     let owner = match header_owner {
         Some(o) => Some(o),
         None => OwnerId::parse(q.owner_id.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("invalid owner_id: {e}")))?,
     };
-    let state: Option<SandboxState> = match q.state.as_deref().filter(|s| !s.is_empty()) {
+    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse().map_err(ApiError::bad_request)?),
         None => None,
     };
-    let mut items = app.manager.list(owner.as_ref()).await?;
-    items.retain(|s| {
-        s.state != SandboxState::Destroyed
-            && state.is_none_or(|st| s.state == st)
-            && q.provider
-                .as_deref()
-                .filter(|p| !p.is_empty())
-                .is_none_or(|p| s.provider == p)
-    });
-    Ok(Json(items))
+    let filter = SandboxFilter {
+        owner,
+        state,
+        provider: q.provider.filter(|p| !p.is_empty()),
+        ..SandboxFilter::default()
+    };
+    Ok(Json(app.manager.list_filtered(&filter).await?))
 }
 
+/// One sandbox, with its latest resource figures where measured.
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}",
+    tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses(
+        (status = 200, description = "The sandbox", body = SandboxDetail),
+        BadRequest, NotFound,
+    ),
+)]
 pub async fn get(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SandboxDetail>> {
     let id = parse_sandbox_id(&id)?;
-    let sb = app.manager.get(&id).await?;
-    if sb.state == SandboxState::Destroyed {
+    let sandbox = app.manager.get(&id).await?;
+    if sandbox.state == SandboxState::Destroyed {
         return Err(ApiError::not_found(format!(
             "sandbox {id} not found (destroyed)"
         )));
     }
-    let mut v = serde_json::to_value(&sb).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Latest figures from the background prober, where the provider has them.
-    if let Some(r) = app
+    let resource_usage = app
         .manager
         .sandbox_resources()
         .into_iter()
         .find(|r| r.sandbox == id.as_str())
-    {
-        v["resource_usage"] =
-            json!({"cpu_seconds": r.cpu_seconds, "memory_bytes": r.memory_bytes, "pids": r.pids});
-    }
-    Ok(Json(v))
+        .map(|r| ResourceUsage {
+            cpu_seconds: r.cpu_seconds,
+            memory_bytes: r.memory_bytes,
+            pids: r.pids,
+        });
+    Ok(Json(SandboxDetail {
+        sandbox,
+        resource_usage,
+    }))
 }
 
+/// Destroys a sandbox.
+#[utoipa::path(
+    delete,
+    path = "/sandboxes/{id}",
+    tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses(
+        (status = 200, description = "`{\"status\":\"destroyed\"}`", body = StatusResponse),
+        BadRequest, NotFound, Unavailable,
+    ),
+)]
 pub async fn destroy(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<StatusResponse>> {
     let id = parse_sandbox_id(&id)?;
     app.manager.destroy(&id).await?;
-    Ok(Json(json!({"status": "destroyed"})))
+    Ok(Json(StatusResponse::new("destroyed")))
 }
 
-pub async fn prune(State(app): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// Expires and destroys every sandbox past its expiry.
+#[utoipa::path(
+    delete,
+    path = "/sandboxes",
+    tag = "sandboxes",
+    responses((status = 200, description = "How many were pruned", body = PruneResponse)),
+)]
+pub async fn prune(State(app): State<AppState>) -> ApiResult<Json<PruneResponse>> {
     let pruned = app.manager.prune().await?;
-    Ok(Json(json!({"pruned": pruned})))
+    Ok(Json(PruneResponse {
+        pruned: pruned as u64,
+    }))
 }
 
+/// Sets a new expiry of now + ttl, capped by the maximum TTL.
+#[utoipa::path(
+    post,
+    path = "/sandboxes/{id}/extend",
+    tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    request_body(content = Option<ExtendRequest>),
+    responses(
+        (status = 200, description = "The sandbox with its new expiry", body = Sandbox),
+        BadRequest, NotFound, Conflict, ResourceLimit,
+    ),
+)]
 pub async fn extend(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ExtendRequest>,
 ) -> ApiResult<Json<Sandbox>> {
     let id = parse_sandbox_id(&id)?;
     Ok(Json(app.manager.extend(&id, req.ttl).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(default)]
-pub struct LogsQuery {
-    lines: usize,
-}
-
-impl Default for LogsQuery {
-    fn default() -> Self {
-        LogsQuery { lines: 100 }
-    }
-}
-
+/// The last lines of the sandbox's console log.
+#[utoipa::path(
+    get,
+    path = "/sandboxes/{id}/logs",
+    tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id"), LogsQuery),
+    responses(
+        (status = 200, description = "Log lines, oldest first", body = Vec<String>),
+        BadRequest, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn logs(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Vec<String>>> {
     let id = parse_sandbox_id(&id)?;

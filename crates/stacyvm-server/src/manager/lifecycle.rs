@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stacyvm_core::{EventType, GoDuration, OwnerId, Sandbox, SandboxId, SandboxState};
 use stacyvm_providers::{ProviderError, SpawnSpec};
@@ -15,41 +14,8 @@ use stacyvm_store::{
 };
 
 use super::{Manager, ManagerError};
+use crate::api::model::{AdmissionDecision, SpawnRequest};
 use crate::obs::operations::Operation;
-
-/// Body of `POST /sandboxes` (and of admission); every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SpawnRequest {
-    pub image: Option<String>,
-    pub provider: Option<String>,
-    pub memory_mb: Option<u32>,
-    pub vcpus: Option<u32>,
-    pub ttl: Option<GoDuration>,
-    pub owner_id: Option<String>,
-    pub template: Option<String>,
-    pub metadata: Option<BTreeMap<String, String>>,
-}
-
-/// Body of `POST /sandboxes/{id}/extend`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ExtendRequest {
-    pub ttl: Option<GoDuration>,
-}
-
-/// Answer of `POST /sandboxes/admission`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AdmissionDecision {
-    pub allowed: bool,
-    pub queueable: bool,
-    pub reason: String,
-    pub active_sandboxes: u32,
-    pub max_sandboxes: u32,
-    pub active_owner_sandboxes: u32,
-    pub max_owner_sandboxes: u32,
-    pub max_ttl: GoDuration,
-}
 
 /// A spawn request with templates and defaults applied.
 #[derive(Debug, Clone)]
@@ -449,7 +415,26 @@ impl Manager {
             owner: owner.cloned(),
             ..SandboxFilter::default()
         };
-        Ok(self.inner.store.list_sandboxes(&filter).await?)
+        self.list_filtered(&filter).await
+    }
+
+    /// Sandboxes matching `filter`, filtered by the store.
+    pub async fn list_filtered(
+        &self,
+        filter: &SandboxFilter,
+    ) -> Result<Vec<Sandbox>, ManagerError> {
+        Ok(self.inner.store.list_sandboxes(filter).await?)
+    }
+
+    /// Sandboxes matching `filter` (never destroyed ones), counted by the
+    /// store by state and provider.
+    pub async fn count_sandboxes(
+        &self,
+        filter: &SandboxFilter,
+    ) -> Result<crate::obs::SandboxTally, ManagerError> {
+        Ok(crate::obs::SandboxTally(
+            self.inner.store.count_sandboxes(filter).await?,
+        ))
     }
 
     /// Sets a new expiry of now + ttl (capped by the max TTL): one

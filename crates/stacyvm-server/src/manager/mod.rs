@@ -30,9 +30,12 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::ManagerError;
 pub use exec::{ExecResult, ExecStreamHandle, InteractiveRequest};
 pub use health::{HealthCache, check_provider};
-pub use lifecycle::{AdmissionDecision, ExtendRequest, SpawnRequest};
 pub use reconcile::ReconcileReport;
-pub use templates::{TemplateRequest, TemplateSpawnRequest};
+// The wire types the manager takes and returns (defined with the rest of
+// the contract in `api::model`).
+pub use crate::api::model::{
+    AdmissionDecision, ExtendRequest, SpawnRequest, TemplateRequest, TemplateSpawnRequest,
+};
 
 use crate::config::Config;
 use crate::events::EventBus;
@@ -268,6 +271,12 @@ impl Manager {
             }
         }
         result
+    }
+
+    /// The sandbox, if it can take commands now: not found when it is
+    /// unknown, destroyed or expired; a conflict while it is not running.
+    pub async fn runnable(&self, id: &SandboxId) -> Result<Sandbox, ManagerError> {
+        self.active_sandbox(id).await.map(|(sb, _)| sb)
     }
 
     /// Loads a sandbox that can take commands: running (or unhealthy).

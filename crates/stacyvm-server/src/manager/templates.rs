@@ -1,36 +1,11 @@
 //! Templates: named spawn presets kept in the store.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
 use stacyvm_core::template::valid_template_name;
-use stacyvm_core::{GoDuration, OwnerId, Sandbox, Template};
+use stacyvm_core::{OwnerId, Sandbox, Template};
 use stacyvm_store::StoreError;
 
-use super::{Manager, ManagerError, SpawnRequest};
-
-/// Body of `POST /templates` and `PUT /templates/{name}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TemplateRequest {
-    pub name: String,
-    pub image: String,
-    pub provider: String,
-    pub memory_mb: u32,
-    pub vcpus: u32,
-    pub ttl: Option<GoDuration>,
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// Optional overrides of `POST /templates/{name}/spawn`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TemplateSpawnRequest {
-    pub ttl: Option<GoDuration>,
-    pub provider: Option<String>,
-    pub owner_id: Option<String>,
-    pub metadata: Option<BTreeMap<String, String>>,
-}
+use super::{Manager, ManagerError};
+use crate::api::model::{SpawnRequest, TemplateRequest, TemplateSpawnRequest};
 
 fn not_found(name: &str) -> impl Fn(StoreError) -> ManagerError + '_ {
     move |e| match e {

@@ -12,7 +12,7 @@ pub mod resources;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Sandbox, SandboxState};
+use stacyvm_core::SandboxState;
 
 pub use operations::{Operation, OperationMetrics, OperationSnapshot};
 pub use process::{ProcessStats, RuntimeStats};
@@ -20,7 +20,7 @@ pub use prometheus::{PrometheusOptions, ScrapeSnapshot};
 pub use resources::{RefreshReport, ResourceCache};
 
 /// Event bus figures, as in the `events` object of `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventStats {
     /// Live subscribers (SSE clients and internal listeners).
     pub subscribers: u64,
@@ -30,18 +30,8 @@ pub struct EventStats {
     pub events_total: u64,
 }
 
-impl From<crate::events::EventStats> for EventStats {
-    fn from(s: crate::events::EventStats) -> Self {
-        EventStats {
-            subscribers: s.subscribers as u64,
-            history_size: s.history_size as u64,
-            events_total: s.events_total,
-        }
-    }
-}
-
 /// Failed sandbox destroys and the reaper's retries of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DestroyStats {
     /// Destroy attempts that failed (each failed attempt counts).
     pub failures_total: u64,
@@ -49,14 +39,6 @@ pub struct DestroyStats {
     pub retries_total: u64,
     /// Sandboxes whose destroy failed and waits for its next attempt.
     pub pending: u64,
-}
-
-/// Number of sandboxes in one (state, provider) pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SandboxCount {
-    pub state: SandboxState,
-    pub provider: String,
-    pub count: u64,
 }
 
 /// Resource figures of one sandbox, from cgroups or Docker stats. A figure
@@ -78,30 +60,55 @@ pub struct SandboxResources {
     pub pids: Option<u64>,
 }
 
-impl SandboxCount {
-    /// Counts `sandboxes` by (state, provider), leaving destroyed ones out;
-    /// ordered by state then provider.
-    pub fn tally<'a>(sandboxes: impl IntoIterator<Item = &'a Sandbox>) -> Vec<SandboxCount> {
-        let mut counts: BTreeMap<(SandboxState, &str), u64> = BTreeMap::new();
-        for s in sandboxes {
-            if s.state != SandboxState::Destroyed {
-                *counts.entry((s.state, s.provider.as_str())).or_default() += 1;
-            }
+pub use stacyvm_store::SandboxCount;
+
+/// Sandbox counts by (state, provider), as the store answers them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxTally(pub Vec<SandboxCount>);
+
+impl SandboxTally {
+    /// Every sandbox counted.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.count).sum()
+    }
+
+    /// Those that count against capacity limits.
+    pub fn active(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|c| c.state.is_active())
+            .map(|c| c.count)
+            .sum()
+    }
+
+    /// Counts by state: every state but `destroyed`, zeros included.
+    pub fn by_state(&self) -> BTreeMap<String, u64> {
+        let mut m: BTreeMap<String, u64> = SandboxState::ALL
+            .iter()
+            .filter(|s| **s != SandboxState::Destroyed)
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        for c in &self.0 {
+            *m.entry(c.state.as_str().to_string()).or_default() += c.count;
         }
-        counts
-            .into_iter()
-            .map(|((state, provider), count)| SandboxCount {
-                state,
-                provider: provider.to_owned(),
-                count,
-            })
-            .collect()
+        m
+    }
+
+    /// Counts by provider: every name in `providers` (zeros included) and
+    /// any other provider that still has sandboxes.
+    pub fn by_provider(&self, providers: &[String]) -> BTreeMap<String, u64> {
+        let mut m: BTreeMap<String, u64> = providers.iter().map(|p| (p.clone(), 0)).collect();
+        for c in &self.0 {
+            *m.entry(c.provider.clone()).or_default() += c.count;
+        }
+        m
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stacyvm_core::Sandbox;
 
     fn sandbox(state: SandboxState, provider: &str) -> Sandbox {
         let now = chrono::Utc::now();
@@ -133,6 +140,13 @@ mod tests {
             sandbox(SandboxState::Destroyed, "docker"),
         ];
         let counts = SandboxCount::tally(&all);
+        let tally = SandboxTally(counts.clone());
+        assert_eq!((tally.total(), tally.active()), (4, 3));
+        assert_eq!(tally.by_state()["running"], 3);
+        assert_eq!(tally.by_state()["creating"], 0);
+        assert!(!tally.by_state().contains_key("destroyed"));
+        let by_provider = tally.by_provider(&["mock".to_string()]);
+        assert_eq!((by_provider["docker"], by_provider["mock"]), (3, 0));
         let flat: Vec<(SandboxState, &str, u64)> = counts
             .iter()
             .map(|c| (c.state, c.provider.as_str(), c.count))
@@ -145,16 +159,5 @@ mod tests {
                 (SandboxState::Error, "docker", 1),
             ]
         );
-    }
-
-    #[test]
-    fn event_stats_convert_from_the_bus() {
-        let bus = crate::events::EventStats {
-            subscribers: 2,
-            history_size: 7,
-            events_total: 9,
-        };
-        let s = EventStats::from(bus);
-        assert_eq!((s.subscribers, s.history_size, s.events_total), (2, 7, 9));
     }
 }

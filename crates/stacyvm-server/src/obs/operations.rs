@@ -49,7 +49,19 @@ pub const OVERFLOW_PROVIDER: &str = "_other";
 pub const MAX_ERROR_LEN: usize = 512;
 
 /// An operation the manager measures. Serialises as its API name (`exec_stream`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     Spawn,
@@ -372,7 +384,7 @@ fn snapshot_cell(op: Operation, provider: &str, cell: &Cell) -> Option<Operation
 /// Figures of one (operation, provider) pair. The first eleven fields are the
 /// API v1 operation item; the rest are additions (finer units, quantiles,
 /// histogram). Millisecond fields are truncated integers, as in API v1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperationSnapshot {
     pub operation: Operation,
     pub provider: String,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 const USER_HZ: f64 = 100.0;
 
 /// Process figures at one instant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessStats {
     /// Process id.
     pub pid: u32,
@@ -55,7 +55,7 @@ pub struct ProcessStats {
 }
 
 /// Figures of the tokio runtime the caller runs on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuntimeStats {
     /// Worker threads of the runtime.
     pub workers: u64,

@@ -25,7 +25,7 @@ pub enum MemorySource {
 /// One full cycle: spawn, `true`, write and read 1 KiB, destroy.
 async fn cycle(c: &BenchClient, data: &bytes::Bytes) -> Result<()> {
     let sb = c.spawn().await?;
-    let id = sb["id"].as_str().unwrap_or_default().to_string();
+    let id = sb.id.to_string();
     let work = async {
         c.exec(&id, &["true"]).await?;
         c.put_file(&id, "/tmp/stacyvm-bench-mixed", data.clone())
@@ -136,7 +136,7 @@ pub async fn density(
         match c.spawn().await {
             Ok(sb) => {
                 spawns.push(t.elapsed());
-                held.push(sb["id"].as_str().unwrap_or_default().to_string());
+                held.push(sb.id.to_string());
             }
             Err(e) => fail(pb, true, &mut spawns, &e),
         }

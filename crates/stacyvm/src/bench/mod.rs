@@ -12,6 +12,7 @@ mod raw;
 mod raw_oci;
 mod report;
 mod scenarios;
+mod select;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -24,12 +25,14 @@ use stacyvm_server::app;
 use stacyvm_server::config::Config;
 use tokio::sync::oneshot;
 
-use crate::cli::{Connection, println_out};
+use crate::client::Connection;
+use crate::out::println_out;
 use api::{BenchClient, Tracker};
 use load::MemorySource;
 use raw::RawTracker;
 use report::{BenchResult, Machine, Report};
 use scenarios::Counts;
+use select::{Group, Selection};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -40,6 +43,13 @@ pub struct BenchArgs {
     /// Providers to measure, comma-separated: native, docker, mock.
     #[arg(long, value_delimiter = ',', default_value = "docker")]
     pub provider: Vec<String>,
+    /// Only these scenarios, comma-separated (default: all): spawn,
+    /// spawn_first_exec, destroy, exec, exec_stream_first_byte,
+    /// exec_stream_exit, file_write_1k, file_read_1k, file_write_8m,
+    /// file_read_8m, mixed, density, mixed_scaling, spawn_burst,
+    /// spawn_empty, spawn_held.
+    #[arg(long, value_delimiter = ',')]
+    pub scenario: Vec<String>,
     /// Image to spawn (default: the server's default image).
     #[arg(long)]
     pub image: Option<String>,
@@ -64,6 +74,13 @@ pub struct BenchArgs {
     /// Idle sandboxes held by the density scenario [default: 20, quick: 5].
     #[arg(long)]
     pub density: Option<usize>,
+    /// Spawns sent at once by spawn_burst [default: 50, quick: 10].
+    #[arg(long)]
+    pub burst: Option<usize>,
+    /// Idle sandboxes held while spawn_held measures [default: 200,
+    /// quick: 20]; the admission target is taken with 1000.
+    #[arg(long)]
+    pub hold: Option<usize>,
     /// OCI runtime CLI the native comparison drives directly.
     #[arg(long, default_value = "crun")]
     pub runtime: String,
@@ -74,18 +91,21 @@ pub struct BenchArgs {
 }
 
 /// The effective plan after defaults.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Plan {
     counts: Counts,
     concurrency: usize,
     duration: Duration,
     density: usize,
+    burst: usize,
+    hold: usize,
+    select: Selection,
 }
 
 impl Plan {
-    fn from(a: &BenchArgs) -> Self {
+    fn from(a: &BenchArgs) -> Result<Self> {
         let q = a.quick;
-        Plan {
+        Ok(Plan {
             counts: Counts {
                 count: a.count.unwrap_or(if q { 5 } else { 30 }).max(1),
                 warmup: a.warmup.unwrap_or(if q { 1 } else { 3 }),
@@ -93,12 +113,38 @@ impl Plan {
             concurrency: a.concurrency.unwrap_or(if q { 2 } else { 4 }).max(1),
             duration: Duration::from_secs_f64(a.duration.unwrap_or(if q { 2.0 } else { 10.0 })),
             density: a.density.unwrap_or(if q { 5 } else { 20 }).max(1),
-        }
+            burst: a.burst.unwrap_or(if q { 10 } else { 50 }).max(1),
+            hold: a.hold.unwrap_or(if q { 20 } else { 200 }),
+            select: Selection::parse(&a.scenario)?,
+        })
     }
 
-    /// Progress steps per provider: lifecycle, in-sandbox loops, mixed, density.
+    /// Progress steps per provider of the selected loops.
     fn steps(&self) -> u64 {
-        (self.counts.total() * 4 + 1 + self.density) as u64
+        let s = &self.select;
+        let loops = [
+            Group::Lifecycle,
+            Group::Exec,
+            Group::Stream,
+            Group::Files1k,
+            Group::Files8m,
+        ]
+        .iter()
+        .filter(|g| s.runs(**g))
+        .count();
+        let mut steps = self.counts.total() * loops;
+        if s.runs(Group::Mixed) {
+            steps += 1;
+        }
+        if s.runs(Group::Density) {
+            steps += self.density;
+        }
+        for (group, n) in [(Group::Scaling, 2), (Group::Burst, 1), (Group::Held, 1)] {
+            if s.runs(group) {
+                steps += n;
+            }
+        }
+        steps as u64
     }
 }
 
@@ -135,8 +181,10 @@ async fn start_embedded(providers: &[String]) -> Result<Embedded> {
     // The bench's client talks to this server without a key.
     c.auth.enabled = false;
     c.auth.api_key.clear();
-    c.defaults.max_sandboxes = c.defaults.max_sandboxes.max(1000);
-    c.defaults.max_sandboxes_per_owner = c.defaults.max_sandboxes_per_owner.max(1000);
+    // Limits stay set (admission is measured as users run it) but high
+    // enough for spawn_held's 1000 held sandboxes and a burst on top.
+    c.defaults.max_sandboxes = c.defaults.max_sandboxes.max(10_000);
+    c.defaults.max_sandboxes_per_owner = c.defaults.max_sandboxes_per_owner.max(10_000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot listen on 127.0.0.1")?;
@@ -185,7 +233,7 @@ fn progress(hidden: bool, len: u64) -> ProgressBar {
 async fn run_all(
     conn: &Connection,
     a: &BenchArgs,
-    plan: Plan,
+    plan: &Plan,
     mem: &MemorySource,
     tracker: &Tracker,
     raw_tracker: &RawTracker,
@@ -197,18 +245,64 @@ async fn run_all(
         let c = BenchClient::new(conn, p, a.image.clone(), tracker.clone())?;
         // Fail fast with the server's own message if the provider is unusable.
         let probe = c.spawn().await.with_context(|| format!("provider {p}"))?;
-        let probe_id = probe["id"].as_str().unwrap_or_default().to_string();
-        c.destroy(&probe_id).await?;
-        results.extend(scenarios::lifecycle(&c, plan.counts, pb).await);
-        results.extend(scenarios::in_sandbox(&c, plan.counts, pb).await?);
-        results.push(load::mixed(&c, plan.concurrency, plan.duration, pb).await);
-        results.push(load::density(&c, plan.density, mem, pb).await);
-        if a.compare_raw {
+        c.destroy(probe.id.as_str()).await?;
+        let s = &plan.select;
+        if s.runs(Group::Lifecycle) {
+            results.extend(scenarios::lifecycle(&c, plan.counts, pb).await);
+        }
+        if [Group::Exec, Group::Stream, Group::Files1k, Group::Files8m]
+            .iter()
+            .any(|g| s.runs(*g))
+        {
+            results.extend(scenarios::in_sandbox(&c, plan.counts, s, pb).await?);
+        }
+        if s.runs(Group::Mixed) {
+            results.push(load::mixed(&c, plan.concurrency, plan.duration, pb).await);
+        }
+        if s.runs(Group::Density) {
+            results.push(load::density(&c, plan.density, mem, pb).await);
+        }
+        if s.runs(Group::Scaling) {
+            let (row, note) =
+                scenarios::mixed_scaling(&c, plan.concurrency, plan.duration, pb).await;
+            results.push(row);
+            notes.push(note);
+        }
+        if s.runs(Group::Burst) {
+            let row = scenarios::spawn_burst(&c, plan.burst, pb).await;
+            if a.compare_raw && p == "native" {
+                match raw_oci::burst(&a.runtime, plan.burst, raw_tracker, pb).await {
+                    Ok(raw) => {
+                        let wall = |r: &BenchResult| r.extra["wall_ms"].as_f64().unwrap_or(0.0);
+                        let (ours, theirs) = (wall(&row), wall(&raw));
+                        if theirs > 0.0 {
+                            notes.push(format!(
+                                "native: burst of {} spawns {ours:.1} ms = {:.2}x {} ({theirs:.1} ms)",
+                                plan.burst,
+                                ours / theirs,
+                                raw.provider
+                            ));
+                        }
+                        results.push(raw);
+                    }
+                    Err(e) => notes.push(format!(
+                        "native: the burst comparison against the OCI runtime CLI is not available: {e:#}"
+                    )),
+                }
+            }
+            results.push(row);
+        }
+        if s.runs(Group::Held) {
+            let (rows, note) = scenarios::spawn_held(&c, plan.counts, plan.hold, pb).await;
+            results.extend(rows);
+            notes.push(note);
+        }
+        if a.compare_raw && s.compares_raw() {
             match p.as_str() {
                 "docker" => {
-                    let image = probe["image"].as_str().unwrap_or_default();
-                    let mem_mb = probe["memory_mb"].as_u64().unwrap_or(0);
-                    let vcpus = probe["vcpus"].as_u64().unwrap_or(0);
+                    let image = probe.image.as_str();
+                    let mem_mb = u64::from(probe.memory_mb);
+                    let vcpus = u64::from(probe.vcpus);
                     pb.inc_length(2 * plan.counts.total() as u64);
                     let raw =
                         raw::docker(image, mem_mb, vcpus, plan.counts, raw_tracker, pb).await?;
@@ -232,13 +326,15 @@ async fn run_all(
             }
         }
     }
-    if a.compare_raw {
+    if a.compare_raw && plan.select.keeps("exec") {
         pb.inc_length(plan.counts.total() as u64);
         results.push(raw::fork_floor(plan.counts, pb).await);
         for p in &a.provider {
             notes.extend(raw::ratios(&mut results, p, "fork"));
         }
     }
+    // Loops measure their scenarios together; report only those asked for.
+    results.retain(|r| plan.select.keeps(&r.scenario));
     Ok(Report {
         machine: Machine::detect(),
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -256,7 +352,7 @@ pub async fn run(conn: &Connection, a: BenchArgs) -> Result<ExitCode> {
     if a.provider.is_empty() {
         bail!("--provider needs at least one provider");
     }
-    let plan = Plan::from(&a);
+    let plan = Plan::from(&a)?;
     let embedded = if a.embedded {
         Some(start_embedded(&a.provider).await?)
     } else {
@@ -274,7 +370,7 @@ pub async fn run(conn: &Connection, a: BenchArgs) -> Result<ExitCode> {
     let raw_tracker = RawTracker::default();
     let pb = progress(a.json, plan.steps() * a.provider.len() as u64);
     let outcome = tokio::select! {
-        r = run_all(&conn, &a, plan, &mem, &tracker, &raw_tracker, &pb) => Some(r),
+        r = run_all(&conn, &a, &plan, &mem, &tracker, &raw_tracker, &pb) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
     pb.finish_and_clear();

@@ -225,3 +225,50 @@ pub async fn native(
         BenchResult::new(&label, "destroy", &destroy),
     ])
 }
+
+/// `spawn_burst` with the runtime CLI: `n` create+start at once (each on
+/// its own blocking thread), then delete; `wall_ms` as for the provider.
+pub async fn burst(
+    runtime: &str,
+    n: usize,
+    tracker: &RawTracker,
+    pb: &ProgressBar,
+) -> Result<BenchResult> {
+    let b = std::sync::Arc::new(Bundle::prepare(runtime)?);
+    let label = format!("{runtime}-raw");
+    pb.set_message(format!("{label}: burst of {n} create+start"));
+    let pid = std::process::id();
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("stacyvm-bench-burst-{pid}-{i}"))
+        .collect();
+    for name in &names {
+        tracker.add_oci(b.clone(), name);
+    }
+    let start = Instant::now();
+    let creates = names.iter().map(|name| {
+        let (b, name) = (b.clone(), name.clone());
+        timed(move || b.spawn(&name))
+    });
+    let outcomes = futures::future::join_all(creates).await;
+    let wall = start.elapsed();
+    let mut s = Samples::default();
+    for r in outcomes {
+        match r {
+            Ok((d, ())) => s.push(d),
+            Err(e) => fail(pb, true, &mut s, &e),
+        }
+    }
+    let deletes = names.iter().map(|name| {
+        let (b, name) = (b.clone(), name.clone());
+        timed(move || b.delete(&name))
+    });
+    for (name, r) in names.iter().zip(futures::future::join_all(deletes).await) {
+        if r.is_ok() {
+            tracker.remove_oci(name);
+        }
+    }
+    pb.inc(1);
+    Ok(BenchResult::new(&label, "spawn_burst", &s)
+        .with("sandboxes", n as u64)
+        .with("wall_ms", (wall.as_secs_f64() * 100_000.0).round() / 100.0))
+}
