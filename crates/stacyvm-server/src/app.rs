@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, AuthSettings, HttpOptions};
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::manager::{Clock, Limits, Manager, ManagerOptions, SystemClock, check_provider};
+use crate::manager::{Clock, Manager, ManagerOptions, SystemClock, check_provider};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +163,7 @@ pub async fn build_with_store(
         store,
         providers,
         default_provider,
-        limits: Limits::from_config(&config),
+        limits: config.defaults.clone(),
         events: EventBus::new(config.events.history_size),
         clock,
         health_interval: config.providers.health_interval.0,

@@ -10,9 +10,10 @@ use bytes::Bytes;
 use stacyvm_core::{EventType, ExecRequest, GoDuration, SandboxId, SandboxState};
 use stacyvm_providers::mock::MockProvider;
 use stacyvm_providers::{Provider, SpawnSpec};
+use stacyvm_server::config::DefaultsConfig;
 use stacyvm_server::events::EventBus;
 use stacyvm_server::manager::{
-    Clock, Limits, Manager, ManagerError, ManagerOptions, SpawnRequest, SystemClock, TokioClock,
+    Clock, Manager, ManagerError, ManagerOptions, SpawnRequest, SystemClock, TokioClock,
 };
 use stacyvm_store::{MemoryStore, Store};
 
@@ -25,12 +26,12 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-fn limits() -> Limits {
-    Limits {
-        default_image: "busybox".into(),
-        default_ttl: GoDuration::from_secs(600),
-        default_memory_mb: 128,
-        default_vcpus: 1,
+fn limits() -> DefaultsConfig {
+    DefaultsConfig {
+        image: "busybox".into(),
+        ttl: GoDuration::from_secs(600),
+        memory_mb: 128,
+        vcpus: 1,
         max_ttl: GoDuration::from_secs(3600),
         default_exec_timeout: GoDuration::from_secs(30),
         max_exec_timeout: GoDuration::from_secs(120),
@@ -42,7 +43,7 @@ fn limits() -> Limits {
 }
 
 async fn fixture_with(
-    limits: Limits,
+    limits: DefaultsConfig,
     clock: Arc<dyn Clock>,
     store: Option<Arc<dyn Store>>,
     dir: Option<tempfile::TempDir>,
@@ -73,7 +74,7 @@ async fn fixture_with(
     }
 }
 
-async fn fixture(limits: Limits) -> Fixture {
+async fn fixture(limits: DefaultsConfig) -> Fixture {
     fixture_with(limits, Arc::new(SystemClock), None, None).await
 }
 
@@ -87,7 +88,7 @@ fn kinds(m: &Manager) -> Vec<EventType> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_spawns_never_over_admit() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes: 10,
         ..limits()
     })
@@ -113,7 +114,7 @@ async fn concurrent_spawns_never_over_admit() {
 
 #[tokio::test]
 async fn per_owner_limit() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes_per_owner: 2,
         ..limits()
     })
@@ -228,7 +229,7 @@ async fn ttl_and_exec_timeout_limits() {
         .unwrap_err();
     assert!(matches!(e, ManagerError::ResourceLimit { .. }), "{e:?}");
     // The default applies when none is given.
-    let f2 = fixture(Limits {
+    let f2 = fixture(DefaultsConfig {
         default_exec_timeout: GoDuration(Duration::from_millis(300)),
         ..limits()
     })
@@ -252,7 +253,7 @@ async fn ttl_and_exec_timeout_limits() {
 
 #[tokio::test]
 async fn every_audit_event_type_is_published() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes: 3,
         ..limits()
     })
