@@ -75,7 +75,7 @@ struct Inner {
     metrics: OperationMetrics,
     health: HealthCache,
     /// Per-sandbox resource figures, refreshed in the background.
-    resources: std::sync::RwLock<Vec<crate::obs::SandboxResources>>,
+    resources: crate::obs::ResourceCache,
     clock: Arc<dyn Clock>,
     /// Serialises admission (count active, insert `creating`) so that
     /// concurrent spawns can never over-admit.
@@ -117,7 +117,7 @@ impl Manager {
                 limits: opts.limits,
                 events: opts.events,
                 metrics: OperationMetrics::new(),
-                resources: std::sync::RwLock::new(Vec::new()),
+                resources: crate::obs::ResourceCache::new(),
                 clock: opts.clock,
                 admission: AsyncMutex::new(()),
                 reaper_wake: Notify::new(),
