@@ -156,6 +156,11 @@ pub async fn build_with_store(
     extra: Vec<Arc<dyn Provider>>,
     clock: Arc<dyn Clock>,
 ) -> Result<App, StartError> {
+    if !config.auth.admin_api_key.is_empty() {
+        // Reserved for the admin routes of API v1, which do not exist yet:
+        // say so rather than let an operator believe something is guarded.
+        tracing::warn!("auth.admin_api_key is set, but no route checks it yet");
+    }
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
