@@ -14,44 +14,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 [ -x "$bin" ] || { echo "sdk.sh: server binary $bin is not executable" >&2; exit 1; }
 
-python=${PYTHON:-python3}
-if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-      --no-install-recommends python3 python3-venv >/dev/null
-    python=python3
-  else
-    echo "sdk.sh: python3 with the venv module is missing (apt-get install python3-venv)" >&2
-    exit 1
-  fi
-fi
-
+# shellcheck source=lib/server.sh
+. "$root/scripts/ci/lib/server.sh"
 venv=${STACYVM_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stacyvm/sdk-venv}
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
-fi
-# Pinned set: a no-op without network when already satisfied.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/tests/sdk/requirements.txt"
+ci_venv sdk.sh "$venv" "$root/tests/sdk/requirements.txt"
 
-work=$(mktemp -d)
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=
-}
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
+ci_work
 
-port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(ci_free_port "$venv")
 mkdir -p "$work/home" "$work/run"
 # Run from an empty directory with a private HOME so no stray ./stacyvm.yaml
 # or ~/.stacyvm/config.yaml changes what is tested.
@@ -67,25 +37,7 @@ mkdir -p "$work/home" "$work/run"
 server_pid=$!
 
 url="http://127.0.0.1:$port"
-ready=
-for _ in $(seq 1 300); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-  if "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
-    "$url/api/v1/live" >/dev/null 2>&1; then
-    ready=1
-    break
-  fi
-  sleep 0.2
-done
-if [ -z "$ready" ]; then
-  if kill -0 "$server_pid" 2>/dev/null; then
-    echo "sdk.sh: server did not answer $url/api/v1/live within 60s; its log:" >&2
-  else
-    echo "sdk.sh: server exited before answering $url/api/v1/live; its log:" >&2
-  fi
-  cat "$work/server.log" >&2
-  exit 1
-fi
+ci_wait_live sdk.sh "$venv" "$server_pid" "$url" "$work/server.log" || exit 1
 
 junit=()
 if [ -n "${STACYVM_SDK_JUNIT:-}" ]; then junit=(--junitxml "$STACYVM_SDK_JUNIT"); fi

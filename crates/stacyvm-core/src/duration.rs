@@ -54,6 +54,9 @@ impl GoDuration {
         if s.starts_with('-') {
             return Err(err("negative durations are not allowed"));
         }
+        if s.is_empty() {
+            return Err(err("expected a number"));
+        }
         if s == "0" {
             return Ok(GoDuration::ZERO);
         }
@@ -96,18 +99,9 @@ impl GoDuration {
             let mut nanos = int
                 .checked_mul(unit_nanos)
                 .ok_or_else(|| err("number too large"))?;
-            if !frac_part.is_empty() {
-                // Scale the fraction digit by digit; digits beyond
-                // nanosecond precision are dropped, as Go does.
-                let mut scale = unit_nanos;
-                for d in frac_part.bytes() {
-                    scale /= 10;
-                    if scale == 0 {
-                        break;
-                    }
-                    nanos += u128::from(d - b'0') * scale;
-                }
-            }
+            nanos = nanos
+                .checked_add(fraction_nanos(frac_part, unit_nanos))
+                .ok_or_else(|| err("number too large"))?;
             total_nanos = total_nanos
                 .checked_add(nanos)
                 .ok_or_else(|| err("number too large"))?;
@@ -168,6 +162,19 @@ impl fmt::Display for GoDuration {
         }
         write!(f, "{}s", fraction(secs_nanos, 1_000_000_000))
     }
+}
+
+/// The nanoseconds of `0.<digits>` of a unit of `unit_nanos`, rounded
+/// down (what is below a nanosecond is dropped, as Go does). Exact: the
+/// first 20 digits are taken as an integer (any further ones are worth
+/// less than 10^-7 ns for the largest unit, an hour).
+fn fraction_nanos(digits: &str, unit_nanos: u128) -> u128 {
+    let digits = &digits.as_bytes()[..digits.len().min(20)];
+    let numerator = digits
+        .iter()
+        .fold(0u128, |n, d| n * 10 + u128::from(d - b'0'));
+    // < 10^20 * 3.6 * 10^12: far inside u128.
+    numerator * unit_nanos / 10u128.pow(digits.len() as u32)
 }
 
 /// `value / scale` printed with the fractional digits Go keeps (trailing
@@ -240,7 +247,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "abc", "10", "1x", "-1s", "1..5s", ".s", "s", "1h-1m"] {
+        for bad in [
+            "", "abc", "10", "1x", "-1s", "1..5s", ".s", "s", "1h-1m", "+", " + ",
+        ] {
             assert!(GoDuration::parse(bad).is_err(), "{bad:?} should fail");
         }
         assert!(GoDuration::parse("999999999h").is_err());

@@ -34,12 +34,18 @@ impl ExecMode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ExecRequest {
+    /// The command (a shell script in `shell` mode, the program in `argv`);
+    /// not blank, no NUL bytes.
+    #[schema(min_length = 1, pattern = "^[^\\u0000]*\\S[^\\u0000]*$")]
     pub command: String,
     pub args: Vec<String>,
     /// Kept as a string so an unknown mode is a 400 naming it, not a JSON
     /// error.
+    #[schema(pattern = "^(|shell|argv)$")]
     pub mode: String,
     pub env: BTreeMap<String, String>,
+    /// Absolute path (default: the image's working directory).
+    #[schema(pattern = "^(/|$)")]
     pub workdir: String,
     pub timeout: Option<GoDuration>,
     pub stream: bool,

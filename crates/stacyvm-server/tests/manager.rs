@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use stacyvm_core::{EventType, ExecRequest, GoDuration, SandboxId, SandboxState};
 use stacyvm_providers::{Provider, SpawnSpec};
-use stacyvm_server::manager::{Limits, ManagerError, SpawnRequest, SystemClock, TokioClock};
+use stacyvm_server::config::DefaultsConfig;
+use stacyvm_server::manager::{ManagerError, SpawnRequest, SystemClock, TokioClock};
 use stacyvm_store::{MemoryStore, Store};
 
 mod common;
@@ -17,7 +18,7 @@ use common::fixture::{fixture, fixture_with, kinds, limits};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_spawns_never_over_admit() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes: 10,
         ..limits()
     })
@@ -43,7 +44,7 @@ async fn concurrent_spawns_never_over_admit() {
 
 #[tokio::test]
 async fn per_owner_limit() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes_per_owner: 2,
         ..limits()
     })
@@ -158,7 +159,7 @@ async fn ttl_and_exec_timeout_limits() {
         .unwrap_err();
     assert!(matches!(e, ManagerError::ResourceLimit { .. }), "{e:?}");
     // The default applies when none is given.
-    let f2 = fixture(Limits {
+    let f2 = fixture(DefaultsConfig {
         default_exec_timeout: GoDuration(Duration::from_millis(300)),
         ..limits()
     })
@@ -182,7 +183,7 @@ async fn ttl_and_exec_timeout_limits() {
 
 #[tokio::test]
 async fn every_audit_event_type_is_published() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes: 3,
         ..limits()
     })

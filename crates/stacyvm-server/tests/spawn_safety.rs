@@ -18,7 +18,8 @@ use serde_json::json;
 use stacyvm_core::{EventType, SandboxId, SandboxState};
 use stacyvm_providers::Provider;
 use stacyvm_providers::mock::MockProvider;
-use stacyvm_server::manager::{Limits, ManagerError, SpawnRequest, TokioClock};
+use stacyvm_server::config::DefaultsConfig;
+use stacyvm_server::manager::{ManagerError, SpawnRequest, TokioClock};
 use stacyvm_store::{MemoryStore, SandboxFilter, Store, UsageScope};
 
 /// Ids of the runtimes the provider runs.
@@ -104,7 +105,7 @@ async fn a_caller_that_goes_away_mid_spawn_leaves_a_listed_sandbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_dropped_at_any_point_leave_nothing_half_made() {
-    let f = fixture(Limits {
+    let f = fixture(DefaultsConfig {
         max_sandboxes: 40,
         ..limits()
     })

@@ -11,7 +11,7 @@
 mod exec;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -295,7 +295,7 @@ impl Provider for MockProvider {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             };
-            gone(std::fs::remove_dir_all(&root))?;
+            gone(remove_tree(&root))?;
             gone(std::fs::remove_file(&record))
         })
         .await
@@ -413,3 +413,34 @@ impl Provider for MockProvider {
 
 #[cfg(test)]
 mod tests;
+
+/// Removes a sandbox directory even when a command or a chmod inside it
+/// took the owner's write or search bit off a directory (which stops a
+/// non-root server from removing what is inside): on "permission denied"
+/// the directories get `u+rwx` back, links never followed, and it retries.
+fn remove_tree(root: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            restore_dir_modes(root);
+            std::fs::remove_dir_all(root)
+        }
+        r => r,
+    }
+}
+
+fn restore_dir_modes(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        restore_dir_modes(&entry.path());
+    }
+}

@@ -226,3 +226,27 @@ async fn a_background_child_holding_the_pipes_does_not_hang_exec() {
     }
     panic!("background child {pid} survived destroy");
 }
+
+/// A directory whose owner bits a command took away is still removed
+/// (found by schemathesis: a fuzzed chmod 0 on a directory made destroy
+/// fail for a server not running as root).
+#[test]
+fn removal_restores_directory_modes_first() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sb");
+    let locked = root.join("a/locked");
+    std::fs::create_dir_all(locked.join("inner")).unwrap();
+    std::fs::write(locked.join("inner/f"), b"x").unwrap();
+    std::os::unix::fs::symlink("/", root.join("a/link")).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let root_mode = || std::fs::metadata("/").unwrap().permissions().mode();
+    let before = root_mode();
+    restore_dir_modes(&root);
+    let mode = std::fs::metadata(&locked).unwrap().permissions().mode();
+    assert_eq!(mode & 0o700, 0o700);
+    // The link was not followed: `/` keeps its mode.
+    assert_eq!(root_mode(), before);
+    remove_tree(&root).unwrap();
+    assert!(!root.exists());
+}

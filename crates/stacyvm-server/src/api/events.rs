@@ -16,8 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
-use super::model::EventsQuery;
 use super::model::errors::BadRequest;
+use super::model::{EventStreamItem, EventsQuery};
 
 struct Filter {
     types: Option<HashSet<EventType>>,
@@ -52,7 +52,7 @@ fn sse(e: &Event) -> SseEvent {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`evt-N`)"),
     ),
     responses(
-        (status = 200, description = "An endless `text/event-stream`; each `data:` line is an Event", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless `text/event-stream`; each `data:` line is an Event", content_type = "text/event-stream", body = EventStreamItem),
         BadRequest,
     ),
 )]

@@ -222,7 +222,7 @@ pub async fn diagnostics(State(app): State<AppState>) -> Json<Diagnostics> {
             default_exec_timeout: l.default_exec_timeout,
             max_exec_timeout: l.max_exec_timeout,
             max_ttl: l.max_ttl,
-            default_ttl: l.default_ttl,
+            default_ttl: l.ttl,
             max_memory_mb: l.max_memory_mb,
             max_vcpus: l.max_vcpus,
         },

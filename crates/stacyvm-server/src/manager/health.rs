@@ -7,7 +7,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stacyvm_core::{Capability, EventType, ProviderHealth, SandboxState};
+use stacyvm_core::{Capability, EventType, ProviderHealth, Sandbox};
 
 use crate::obs::SandboxResources;
 use stacyvm_providers::Provider;
@@ -16,6 +16,9 @@ use super::Manager;
 
 /// How long one health check may take before it counts as failed.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sandboxes measured at once by a resource refresh.
+const RESOURCE_CONCURRENCY: usize = 8;
 
 /// Latest health per provider.
 #[derive(Debug)]
@@ -156,45 +159,37 @@ impl Manager {
 
     /// Cached per-sandbox resource figures (refreshed with health).
     pub fn sandbox_resources(&self) -> Vec<SandboxResources> {
-        self.inner
-            .resources
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.resources.snapshot()
     }
 
-    /// Reads CPU, memory and pids of every active sandbox from providers
-    /// that can measure them, and caches the result for scrapes.
+    /// Measures CPU, memory and pids of every live sandbox whose provider
+    /// can ([`crate::obs::ResourceCache::refresh`]: bounded concurrency, a timeout per
+    /// sandbox, figures kept through a failed reading) and caches them for
+    /// scrapes and `GET /sandboxes/{id}`.
     pub async fn refresh_resources(&self) {
         let Ok(items) = self.list(None).await else {
             return;
         };
-        let measurable: Vec<_> = items
-            .into_iter()
-            .filter(|s| s.state == SandboxState::Running)
-            .filter_map(|s| {
-                let p = self.inner.providers.get(&s.provider)?.clone();
-                p.capabilities()
-                    .contains(&Capability::ResourceStats)
-                    .then_some((s, p))
-            })
-            .collect();
-        let mut reads = tokio::task::JoinSet::new();
-        for (s, p) in measurable {
-            reads.spawn(read_usage(s, p));
-        }
-        let mut fresh = Vec::new();
-        while let Some(r) = reads.join_next().await {
-            if let Ok(Some(r)) = r {
-                fresh.push(r);
+        let measure = |s: Sandbox| {
+            let provider = self
+                .inner
+                .providers
+                .get(&s.provider)
+                .filter(|p| p.capabilities().contains(&Capability::ResourceStats))
+                .cloned();
+            async move {
+                match provider {
+                    Some(p) => p.resource_usage(&s.id).await,
+                    None => Ok(None),
+                }
             }
-        }
-        fresh.sort_by(|a, b| a.sandbox.cmp(&b.sandbox));
-        *self
+        };
+        let report = self
             .inner
             .resources
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = fresh;
+            .refresh(items, measure, RESOURCE_CONCURRENCY, HEALTH_TIMEOUT)
+            .await;
+        tracing::debug!(?report, "resource figures refreshed");
     }
 
     pub(super) async fn health_loop(self) {
@@ -207,20 +202,4 @@ impl Manager {
             self.refresh_health().await;
         }
     }
-}
-
-async fn read_usage(
-    s: stacyvm_core::Sandbox,
-    p: std::sync::Arc<dyn Provider>,
-) -> Option<SandboxResources> {
-    let usage = tokio::time::timeout(HEALTH_TIMEOUT, p.resource_usage(&s.id)).await;
-    let Ok(Ok(Some(u))) = usage else { return None };
-    Some(SandboxResources {
-        sandbox: s.id.to_string(),
-        provider: s.provider.clone(),
-        owner: s.owner_id.map(|o| o.to_string()).unwrap_or_default(),
-        cpu_seconds: Some(u.cpu_seconds),
-        memory_bytes: Some(u.memory_bytes),
-        pids: Some(u.pids),
-    })
 }

@@ -69,7 +69,7 @@ impl Manager {
                     .map(|t| t.image.clone())
                     .filter(|s| !s.is_empty())
             })
-            .unwrap_or_else(|| l.default_image.clone());
+            .unwrap_or_else(|| l.image.clone());
         let provider = nonempty(&req.provider)
             .or_else(|| {
                 template
@@ -88,12 +88,12 @@ impl Manager {
             .memory_mb
             .filter(|m| *m > 0)
             .or_else(|| template.as_ref().map(|t| t.memory_mb).filter(|m| *m > 0))
-            .unwrap_or(l.default_memory_mb);
+            .unwrap_or(l.memory_mb);
         let vcpus = req
             .vcpus
             .filter(|v| *v > 0)
             .or_else(|| template.as_ref().map(|t| t.vcpus).filter(|v| *v > 0))
-            .unwrap_or(l.default_vcpus);
+            .unwrap_or(l.vcpus);
         let ttl = req
             .ttl
             .filter(|t| !t.is_zero())
@@ -103,7 +103,7 @@ impl Manager {
                     .and_then(|t| t.ttl)
                     .filter(|t| !t.is_zero())
             })
-            .unwrap_or(l.default_ttl);
+            .unwrap_or(l.ttl);
         let owner = match header_owner {
             Some(o) => Some(o.clone()),
             None => OwnerId::parse(req.owner_id.as_deref().unwrap_or(""))
@@ -446,7 +446,7 @@ impl Manager {
     ) -> Result<Sandbox, ManagerError> {
         let ttl = ttl
             .filter(|t| !t.is_zero())
-            .unwrap_or(self.inner.limits.default_ttl);
+            .unwrap_or(self.inner.limits.ttl);
         let max = self.inner.limits.max_ttl;
         if !max.is_zero() && ttl > max {
             let err = ManagerError::limit(format!("ttl {ttl} exceeds the maximum of {max}"));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stacyvm_core::{EventType, GoDuration, Sandbox, SandboxId, SandboxState};
+use stacyvm_core::{EventType, Sandbox, SandboxId, SandboxState};
 use stacyvm_providers::{Provider, ProviderError};
 use stacyvm_store::Store;
 use tokio::sync::Notify;
@@ -37,44 +37,9 @@ pub use crate::api::model::{
     AdmissionDecision, ExtendRequest, SpawnRequest, TemplateRequest, TemplateSpawnRequest,
 };
 
-use crate::config::Config;
+use crate::config::DefaultsConfig;
 use crate::events::EventBus;
 use crate::obs::operations::{Operation, OperationMetrics};
-
-/// Spawn defaults and limits, from `defaults.*` (0 = unlimited).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub default_image: String,
-    pub default_ttl: GoDuration,
-    pub default_memory_mb: u32,
-    pub default_vcpus: u32,
-    pub max_ttl: GoDuration,
-    pub default_exec_timeout: GoDuration,
-    pub max_exec_timeout: GoDuration,
-    pub max_sandboxes: u32,
-    pub max_sandboxes_per_owner: u32,
-    pub max_memory_mb: u32,
-    pub max_vcpus: u32,
-}
-
-impl Limits {
-    pub fn from_config(c: &Config) -> Self {
-        let d = &c.defaults;
-        Limits {
-            default_image: d.image.clone(),
-            default_ttl: d.ttl,
-            default_memory_mb: d.memory_mb,
-            default_vcpus: d.vcpus,
-            max_ttl: d.max_ttl,
-            default_exec_timeout: d.default_exec_timeout,
-            max_exec_timeout: d.max_exec_timeout,
-            max_sandboxes: d.max_sandboxes,
-            max_sandboxes_per_owner: d.max_sandboxes_per_owner,
-            max_memory_mb: d.max_memory_mb,
-            max_vcpus: d.max_vcpus,
-        }
-    }
-}
 
 /// Everything the manager is built from.
 #[derive(Debug)]
@@ -84,7 +49,9 @@ pub struct ManagerOptions {
     pub providers: Vec<Arc<dyn Provider>>,
     /// Name of the default provider (already resolved from `auto`).
     pub default_provider: String,
-    pub limits: Limits,
+    /// Spawn defaults and limits: `defaults.*` of the configuration
+    /// (0 = unlimited).
+    pub limits: DefaultsConfig,
     pub events: EventBus,
     pub clock: Arc<dyn Clock>,
     pub health_interval: Duration,
@@ -104,12 +71,12 @@ struct Inner {
     providers: BTreeMap<String, Arc<dyn Provider>>,
     provider_order: Vec<String>,
     default_provider: String,
-    limits: Limits,
+    limits: DefaultsConfig,
     events: EventBus,
     metrics: OperationMetrics,
     health: HealthCache,
     /// Per-sandbox resource figures, refreshed in the background.
-    resources: std::sync::RwLock<Vec<crate::obs::SandboxResources>>,
+    resources: crate::obs::ResourceCache,
     clock: Arc<dyn Clock>,
     /// Spawns and destroys in flight, and failed destroys to retry.
     reaping: reaper::Reaping,
@@ -153,7 +120,7 @@ impl Manager {
                 limits: opts.limits,
                 events: opts.events,
                 metrics: OperationMetrics::new(),
-                resources: std::sync::RwLock::new(Vec::new()),
+                resources: crate::obs::ResourceCache::new(),
                 clock: opts.clock,
                 reaping: reaper::Reaping::default(),
                 node_id: None,
@@ -175,7 +142,7 @@ impl Manager {
         &self.inner.metrics
     }
 
-    pub fn limits(&self) -> &Limits {
+    pub fn limits(&self) -> &DefaultsConfig {
         &self.inner.limits
     }
 

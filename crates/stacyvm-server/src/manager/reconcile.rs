@@ -191,7 +191,7 @@ impl Manager {
         };
         let created_at = time(labels::CREATED).or(rt.created_at).unwrap_or(now);
         let expires_at = time(labels::EXPIRES).unwrap_or_else(|| {
-            now + chrono::Duration::from_std(self.inner.limits.default_ttl.0).unwrap_or_default()
+            now + chrono::Duration::from_std(self.inner.limits.ttl.0).unwrap_or_default()
         });
         Sandbox {
             id: rt.id.clone(),
@@ -200,10 +200,10 @@ impl Manager {
             image: rt.image.clone(),
             memory_mb: label(labels::MEMORY)
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(self.inner.limits.default_memory_mb),
+                .unwrap_or(self.inner.limits.memory_mb),
             vcpus: label(labels::VCPUS)
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(self.inner.limits.default_vcpus),
+                .unwrap_or(self.inner.limits.vcpus),
             owner_id: label(labels::OWNER).and_then(|o| OwnerId::parse(o).ok().flatten()),
             created_at,
             expires_at,

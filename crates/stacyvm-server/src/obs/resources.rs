@@ -54,8 +54,8 @@ impl ResourceCache {
         out
     }
 
-    /// Measures every live sandbox of `sandboxes` (creating, running or
-    /// unhealthy) with `measure`, at most `concurrency` at a time and each
+    /// Measures every live sandbox of `sandboxes` (active and not being
+    /// destroyed) with `measure`, at most `concurrency` at a time and each
     /// within `timeout`, then replaces the cache: sandboxes no longer listed
     /// are dropped, a failed or timed-out measurement keeps its previous
     /// figures, `Ok(None)` (provider cannot measure) drops the sandbox.
@@ -71,12 +71,9 @@ impl ResourceCache {
         Fut: Future<Output = Result<Option<ResourceUsage>, E>>,
         E: fmt::Display,
     {
-        let live = sandboxes.into_iter().filter(|s| {
-            matches!(
-                s.state,
-                SandboxState::Creating | SandboxState::Running | SandboxState::Unhealthy
-            )
-        });
+        let live = sandboxes
+            .into_iter()
+            .filter(|s| s.state.is_active() && s.state != SandboxState::Destroying);
         let results: Vec<(Sandbox, Outcome)> = futures::stream::iter(live.map(|sb| {
             let fut = measure(sb.clone());
             async move {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use stacyvm_core::EventType;
 use stacyvm_core::GoDuration;
 use stacyvm_providers::mock::MockProvider;
+use stacyvm_server::config::DefaultsConfig;
 use stacyvm_server::events::EventBus;
-use stacyvm_server::manager::{Clock, Limits, Manager, ManagerOptions, SystemClock};
+use stacyvm_server::manager::{Clock, Manager, ManagerOptions, SystemClock};
 use stacyvm_store::{MemoryStore, Store};
 
 use super::switchable::Switchable;
@@ -20,12 +21,12 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
-pub fn limits() -> Limits {
-    Limits {
-        default_image: "busybox".into(),
-        default_ttl: GoDuration::from_secs(600),
-        default_memory_mb: 128,
-        default_vcpus: 1,
+pub fn limits() -> DefaultsConfig {
+    DefaultsConfig {
+        image: "busybox".into(),
+        ttl: GoDuration::from_secs(600),
+        memory_mb: 128,
+        vcpus: 1,
         max_ttl: GoDuration::from_secs(3600),
         default_exec_timeout: GoDuration::from_secs(30),
         max_exec_timeout: GoDuration::from_secs(120),
@@ -37,7 +38,7 @@ pub fn limits() -> Limits {
 }
 
 pub async fn fixture_with(
-    limits: Limits,
+    limits: DefaultsConfig,
     clock: Arc<dyn Clock>,
     store: Option<Arc<dyn Store>>,
     dir: Option<tempfile::TempDir>,
@@ -69,7 +70,7 @@ pub async fn fixture_with(
     }
 }
 
-pub async fn fixture(limits: Limits) -> Fixture {
+pub async fn fixture(limits: DefaultsConfig) -> Fixture {
     fixture_with(limits, Arc::new(SystemClock), None, None).await
 }
 

@@ -223,7 +223,9 @@ pub async fn mixed_scaling(
     let (r1, rn) = (rate(&one), rate(&many));
     let ratio = if r1 > 0.0 { rn / r1 } else { 0.0 };
     let ratio = (ratio * 100.0).round() / 100.0;
-    let mut row = many.with("cycles_per_sec_1_client", r1).with("scaling", ratio);
+    let mut row = many
+        .with("cycles_per_sec_1_client", r1)
+        .with("scaling", ratio);
     row.scenario = "mixed_scaling".to_string();
     let note = format!(
         "{}: mixed cycles/s with {clients} clients {rn:.2} = {ratio:.2}x 1 client ({r1:.2})",

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(default)]
 pub struct WriteFileRequest {
     /// Absolute path inside the sandbox.
-    #[schema(example = "/app/main.py")]
+    #[schema(example = "/app/main.py", pattern = "^/")]
     pub path: String,
     pub content: String,
     /// Octal permission bits (`"755"`, `"0644"`).
@@ -24,6 +24,7 @@ pub struct WriteFileRequest {
 #[into_params(parameter_in = Query)]
 pub struct FilePathQuery {
     /// Absolute path inside the sandbox.
+    #[param(required = true, pattern = "^/")]
     pub path: String,
 }
 
@@ -32,6 +33,8 @@ pub struct FilePathQuery {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct WriteFileQuery {
+    /// Absolute path inside the sandbox.
+    #[param(required = true, pattern = "^/")]
     pub path: String,
     /// Octal permission bits.
     pub mode: Option<String>,
@@ -42,6 +45,8 @@ pub struct WriteFileQuery {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteFileQuery {
+    /// Absolute path inside the sandbox.
+    #[param(required = true, pattern = "^/")]
     pub path: String,
     /// `true`/`1` to delete a directory with its contents.
     pub recursive: Option<String>,
@@ -52,6 +57,8 @@ pub struct DeleteFileQuery {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct ListFilesQuery {
+    /// Absolute directory path (default `/`).
+    #[param(pattern = "^/")]
     pub path: String,
 }
 
@@ -68,7 +75,9 @@ pub struct GlobQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct MoveRequest {
+    #[schema(pattern = "^/")]
     pub old_path: String,
+    #[schema(pattern = "^/")]
     pub new_path: String,
 }
 
@@ -76,6 +85,7 @@ pub struct MoveRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ChmodRequest {
+    #[schema(pattern = "^/")]
     pub path: String,
     pub mode: Option<FileModeValue>,
 }

@@ -169,3 +169,33 @@ pub struct EventsQuery {
     /// `Last-Event-ID`.
     pub last_event_id: String,
 }
+
+/// One Server-Sent Event of `GET /events`: `id:` is the event id and
+/// `data:` one [`stacyvm_core::Event`] as JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct EventStreamItem;
+
+impl utoipa::PartialSchema for EventStreamItem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "One event: `id` is the event id (`evt-N`), `data` an Event as JSON",
+            ))
+            .property("id", text())
+            .property("event", text())
+            .property(
+                "data",
+                text()
+                    .content_media_type("application/json")
+                    .description(Some("An Event (see the Event schema) as JSON")),
+            )
+            .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventStreamItem {}
