@@ -15,7 +15,7 @@ use stacyvm_providers::Provider;
 use super::Manager;
 
 /// How long one health check may take before it counts as failed.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sandboxes measured at once by a resource refresh.
 const RESOURCE_CONCURRENCY: usize = 8;
@@ -200,6 +200,8 @@ impl Manager {
                 _ = tokio::time::sleep(self.inner.health_interval) => {}
             }
             self.refresh_health().await;
+            let report = self.check_liveness().await;
+            tracing::debug!(?report, "runtime liveness checked");
         }
     }
 }

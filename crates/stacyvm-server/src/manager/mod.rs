@@ -11,6 +11,7 @@ mod exec;
 mod files;
 mod health;
 mod lifecycle;
+mod liveness;
 mod reaper;
 mod reconcile;
 mod templates;
@@ -30,6 +31,7 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::ManagerError;
 pub use exec::{ExecResult, ExecStreamHandle, InteractiveRequest};
 pub use health::{HealthCache, check_provider};
+pub use liveness::LivenessReport;
 pub use reconcile::ReconcileReport;
 // The wire types the manager takes and returns (defined with the rest of
 // the contract in `api::model`).
@@ -80,6 +82,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Spawns and destroys in flight, and failed destroys to retry.
     reaping: reaper::Reaping,
+    /// Running sandboxes whose runtime the last liveness check found down.
+    liveness: liveness::Liveness,
     /// The cluster node this server is (`None` on a single host): it
     /// expires and reconciles only that node's sandboxes.
     node_id: Option<String>,
@@ -123,6 +127,7 @@ impl Manager {
                 resources: crate::obs::ResourceCache::new(),
                 clock: opts.clock,
                 reaping: reaper::Reaping::default(),
+                liveness: liveness::Liveness::default(),
                 node_id: None,
                 reaper_wake: Notify::new(),
                 health_interval: opts.health_interval,

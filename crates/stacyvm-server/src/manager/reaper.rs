@@ -91,7 +91,7 @@ impl Manager {
         }
     }
 
-    fn is_busy(&self, id: &SandboxId) -> bool {
+    pub(super) fn is_busy(&self, id: &SandboxId) -> bool {
         let set = self.inner.reaping.busy.lock();
         set.unwrap_or_else(|e| e.into_inner()).contains_key(id)
     }
