@@ -23,7 +23,7 @@ mod provider;
 pub mod docker;
 
 pub use error::{Detail, Private, ProviderError};
-pub use exec::DEFAULT_MAX_OUTPUT_BYTES;
+pub use exec::{DEFAULT_MAX_OUTPUT_BYTES, MAX_ARG_BYTES, MAX_EXEC_INPUT_BYTES};
 pub use provider::*;
 
 #[cfg(feature = "mock")]

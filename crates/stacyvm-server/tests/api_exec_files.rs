@@ -71,6 +71,24 @@ async fn exec_sync_modes_and_errors() {
         .post("/sandboxes/sb-0123456789/exec", json!({"command": "true"}))
         .await;
     assert_error(st, &e, 404, "not_found");
+    // About 3 MB of argv or of env: 400 naming the limit, streamed too.
+    let big = "x".repeat(100 * 1024);
+    let many_args = json!({"command": "true", "mode": "argv", "args": vec![big.clone(); 30]});
+    let env: serde_json::Map<String, Value> =
+        (0..30).map(|i| (format!("BIG{i}"), json!(big))).collect();
+    let many_env = json!({"command": "true", "env": env});
+    for body in [many_args, many_env] {
+        let (st, e) = s.post(&url, body.clone()).await;
+        assert_error(st, &e, 400, "bad_request");
+        let limit = stacyvm_providers::MAX_EXEC_INPUT_BYTES.to_string();
+        assert!(e["message"].as_str().unwrap().contains(&limit), "{e}");
+        let mut streamed = body;
+        streamed["stream"] = json!(true);
+        let (st, e) = s.post(&url, streamed).await;
+        assert_error(st, &e, 400, "bad_request");
+    }
+    let (st, out) = s.post(&url, json!({"command": "echo ok"})).await;
+    assert_eq!((st, out["stdout"].as_str()), (200, Some("ok\n")), "{out}");
     s.stop().await;
 }
 

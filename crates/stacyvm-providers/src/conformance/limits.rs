@@ -1,5 +1,5 @@
 //! Cases about limits every provider enforces the same way: the output a
-//! synchronous exec keeps.
+//! synchronous exec keeps, and the size of the command it accepts.
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,57 @@ pub async fn case_exec_output_limit(h: &Harness) {
             grew >> 20,
             bound >> 20
         );
+    })
+    .await;
+}
+
+/// About 3 MB of argv, then of environment, then one argument over the
+/// kernel's per-argument limit: each is refused as invalid input naming
+/// its limit (not a broken connection), streamed or not, and the sandbox
+/// answers the next command.
+pub async fn case_exec_input_limits(h: &Harness) {
+    with_sandbox(h, |id| async move {
+        let name = h.provider.name();
+        let big = "x".repeat(100 * 1024);
+        let mut many_args = spec(&["/bin/sh", "-c", "true"], "", Duration::from_secs(10));
+        many_args.argv.extend(std::iter::repeat_n(big.clone(), 30));
+        let mut many_env = spec(&["true"], "", Duration::from_secs(10));
+        for i in 0..30 {
+            many_env.env.insert(format!("BIG{i}"), big.clone());
+        }
+        let mut long_arg = spec(&["echo"], "", Duration::from_secs(10));
+        long_arg.argv.push("y".repeat(crate::MAX_ARG_BYTES + 1));
+        let cases = [
+            (&many_args, "3 MB of argv", crate::MAX_EXEC_INPUT_BYTES),
+            (&many_env, "3 MB of env", crate::MAX_EXEC_INPUT_BYTES),
+            (&long_arg, "one 128 KiB argument", crate::MAX_ARG_BYTES),
+        ];
+        for (s, what, limit) in cases {
+            let e = h.provider.exec(&id, s).await.expect_err(what);
+            assert!(
+                matches!(e, crate::ProviderError::InvalidInput(_)),
+                "[{name}] {what}: {e:?}"
+            );
+            assert!(
+                e.to_string().contains(&limit.to_string()),
+                "[{name}] {what}: the error names the limit: {e}"
+            );
+            let e = h
+                .provider
+                .exec_stream(&id, s, crate::StreamOptions::default())
+                .await
+                .expect_err(what);
+            assert!(
+                matches!(e, crate::ProviderError::InvalidInput(_)),
+                "[{name}] {what} streamed: {e:?}"
+            );
+        }
+        let out = h
+            .provider
+            .exec(&id, &spec(&["echo", "ok"], "", Duration::from_secs(10)))
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] the next command: {e}"));
+        assert_eq!(out.stdout, b"ok\n", "[{name}] the sandbox still answers");
     })
     .await;
 }

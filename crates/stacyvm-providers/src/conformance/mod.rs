@@ -47,7 +47,7 @@ pub use self::files::{
     case_file_glob, case_file_large, case_file_list_and_stat, case_file_move,
     case_file_write_creates_parents_and_mode,
 };
-pub use self::limits::case_exec_output_limit;
+pub use self::limits::{case_exec_input_limits, case_exec_output_limit};
 pub use self::public::case_errors_are_public;
 
 /// What a provider's test hands the suite.
@@ -83,6 +83,7 @@ pub async fn run_all(h: &Harness) {
     case_stdin_and_signal(h).await;
     case_tty(h).await;
     case_exec_output_limit(h).await;
+    case_exec_input_limits(h).await;
     case_file_binary_content(h).await;
     case_file_large(h).await;
     case_file_write_creates_parents_and_mode(h).await;
@@ -120,6 +121,7 @@ macro_rules! conformance_tests {
             case_stdin_and_signal,
             case_tty,
             case_exec_output_limit,
+            case_exec_input_limits,
             case_file_binary_content,
             case_file_large,
             case_file_write_creates_parents_and_mode,

@@ -101,6 +101,7 @@ pub(crate) async fn start(
             spec.workdir
         )));
     }
+    spec.check_size()?;
     let mut env = Vec::with_capacity(spec.env.len() + 1);
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {

@@ -326,6 +326,7 @@ impl Provider for MockProvider {
     ) -> Result<ExecSession, ProviderError> {
         self.check_up()?;
         let sb = self.get(id)?;
+        spec.check_size()?;
         let workdir = if spec.workdir.is_empty() {
             "/"
         } else {

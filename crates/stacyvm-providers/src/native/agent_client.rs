@@ -112,14 +112,21 @@ pub async fn start(
     sock: &Path,
     req: stacyvm_agent::ExecRequest,
 ) -> Result<Started, ProviderError> {
+    let frame = Frame::json(FrameKind::Request, &Request::Exec(req));
+    // Escaped control characters can make a request that passed
+    // `ExecSpec::check_size` longer than the agent reads.
+    if frame.payload.len() > stacyvm_agent::codec::MAX_PAYLOAD {
+        return Err(ProviderError::InvalidInput(format!(
+            "the command's request to the agent is {} bytes encoded; the limit is {} bytes",
+            frame.payload.len(),
+            stacyvm_agent::codec::MAX_PAYLOAD
+        )));
+    }
     let stream = connect(sock).await.map_err(|e| conn_err(id, sock, e))?;
     let (mut read, mut write) = stream.into_split();
-    send(
-        &mut write,
-        &Frame::json(FrameKind::Request, &Request::Exec(req)),
-    )
-    .await
-    .map_err(|e| conn_err(id, sock, e))?;
+    send(&mut write, &frame)
+        .await
+        .map_err(|e| conn_err(id, sock, e))?;
     match read_frame_async(&mut read).await {
         Ok(Some(f)) if f.kind == FrameKind::Response => match f.parse::<Response>() {
             Ok(Response::Started { .. }) => Ok(Started { read, write }),

@@ -508,6 +508,7 @@ impl Provider for NativeProvider {
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
         let p = self.live(id)?;
+        spec.check_size()?;
         let req = self.agent_request(spec, options);
         let wants_input = req.stdin;
         let started = match agent_client::start(id, &p.sock, req).await {
