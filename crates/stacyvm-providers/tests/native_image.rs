@@ -160,6 +160,30 @@ async fn pulls_busybox_from_local_registry_with_progress() {
     assert_eq!(other.stats().manifests_fetched, 0);
 }
 
+/// Registries on loopback speak plain HTTP with no configuration, by
+/// address and by `localhost`, as Docker treats them.
+#[tokio::test]
+async fn loopback_registries_need_no_insecure_entry() {
+    let Some(env) = env() else { return };
+    if !root_or_skip() {
+        return;
+    }
+    let port = env.registry.rsplit(':').next().unwrap_or("5000").to_owned();
+    if !env.registry.starts_with("127.") {
+        panic!("the test registry {} is not on loopback", env.registry);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(dir.path(), ImageConfig::default()).expect("open store");
+    for host in [env.registry.clone(), format!("localhost:{port}")] {
+        let reference = format!("{host}/stacyvm-test/busybox:latest");
+        let h = store
+            .pull(&reference, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("pull {reference} with the default config: {e}"));
+        assert_eq!(h.layers.len(), 1, "{reference}");
+    }
+}
+
 #[tokio::test]
 async fn short_names_resolve_to_docker_hub_through_a_mirror() {
     let Some(env) = env() else { return };

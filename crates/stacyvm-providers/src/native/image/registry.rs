@@ -42,6 +42,9 @@ pub fn parse_reference(s: &str) -> Result<Reference> {
 /// The registry client plus our configuration.
 pub(crate) struct Registry {
     client: Client,
+    /// For registries on loopback, which speak plain HTTP without being
+    /// configured (as Docker treats them).
+    loopback: Client,
     config: ImageConfig,
     pub counters: Arc<Counters>,
 }
@@ -70,19 +73,32 @@ impl Registry {
         } else {
             ClientProtocol::HttpsExcept(config.insecure_registries.clone())
         };
-        let client = Client::new(ClientConfig {
-            protocol,
-            // We pick the platform ourselves from the raw index.
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
-            user_agent: concat!("stacyvm/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        });
+        let client_with = |protocol| {
+            Client::new(ClientConfig {
+                protocol,
+                // We pick the platform ourselves from the raw index.
+                platform_resolver: None,
+                connect_timeout: Some(std::time::Duration::from_secs(15)),
+                read_timeout: Some(std::time::Duration::from_secs(60)),
+                user_agent: concat!("stacyvm/", env!("CARGO_PKG_VERSION")),
+                ..Default::default()
+            })
+        };
         Registry {
-            client,
+            client: client_with(protocol),
+            loopback: client_with(ClientProtocol::Http),
             config,
             counters: Arc::default(),
+        }
+    }
+
+    /// The client for `r`'s registry: plain HTTP on loopback, else HTTPS
+    /// unless configured insecure.
+    fn client(&self, r: &Reference) -> &Client {
+        if is_loopback(r.resolve_registry()) {
+            &self.loopback
+        } else {
+            &self.client
         }
     }
 
@@ -172,7 +188,7 @@ impl Registry {
         self.counters.manifests.fetch_add(1, Ordering::Relaxed);
         let accepted = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
         let (bytes, _) = self
-            .client
+            .client(r)
             .pull_manifest_raw(r, &ep.auth, &accepted)
             .await
             .map_err(|e| map_err(r, e))?;
@@ -207,11 +223,11 @@ impl Registry {
             ..Default::default()
         };
         // Make sure a token is cached for this endpoint (blob requests reuse it).
-        self.client
+        let client = self.client(&ep.reference);
+        client
             .store_auth_if_needed(ep.reference.resolve_registry(), &ep.auth)
             .await;
-        let mut stream = self
-            .client
+        let mut stream = client
             .pull_blob_stream(&ep.reference, &oci_desc)
             .await
             .map_err(|e| map_err(&ep.reference, e))?;
@@ -255,13 +271,26 @@ impl Registry {
             ..Default::default()
         };
         let mut buf = Vec::new();
-        self.client
+        self.client(&ep.reference)
             .pull_blob(&ep.reference, &oci_desc, &mut buf)
             .await
             .map_err(|e| map_err(&ep.reference, e))?;
         digest.verify(&format!("config of {}", ep.reference.whole()), &buf)?;
         Ok(buf)
     }
+}
+
+/// Whether a registry `host[:port]` is on loopback: `localhost`,
+/// `127.0.0.0/8` or `[::1]`.
+pub(crate) fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => registry.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Maps oci-client errors. Their texts hold URLs and registry messages,

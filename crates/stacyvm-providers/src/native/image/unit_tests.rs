@@ -192,3 +192,26 @@ fn config_redacts_passwords_and_validates() {
         serde_json::from_str(r#"{"insecure_registries":["127.0.0.1:5000"],"nope":1}"#);
     assert!(parsed.is_err(), "unknown keys must be refused");
 }
+
+#[test]
+fn loopback_registries_are_recognised() {
+    use super::registry::is_loopback;
+    for r in [
+        "127.0.0.1:5000",
+        "127.1.2.3",
+        "localhost",
+        "LOCALHOST:5000",
+        "[::1]:5000",
+    ] {
+        assert!(is_loopback(r), "{r}");
+    }
+    for r in [
+        "docker.io",
+        "10.0.0.1:5000",
+        "localhost.example.com",
+        "128.0.0.1:5000",
+        "[::2]:1",
+    ] {
+        assert!(!is_loopback(r), "{r}");
+    }
+}
