@@ -563,3 +563,22 @@ async fn read_only_rootfs_keeps_tmp_and_workspace_writable() {
             .is_err()
     );
 }
+
+/// Pull failures are told apart: the registry does not know the image
+/// (404 at the API) or cannot be reached (502).
+#[tokio::test]
+async fn image_pull_failures_say_which() {
+    let Some(p) = provider("runc").await else {
+        return;
+    };
+    let registry = common::registry_settings()
+        .get("STACYVM_TEST_REGISTRY")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:5000".into());
+    common::assert_pull_failures(&p, &registry, |id, image| {
+        let mut s = spawn_spec(id);
+        s.image = image.to_owned();
+        s
+    })
+    .await;
+}

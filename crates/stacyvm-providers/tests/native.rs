@@ -262,3 +262,20 @@ async fn turns_on_favordynmods_keeping_other_cgroup_options() {
             .contains("off")
     );
 }
+
+/// Pull failures are told apart: the registry does not know the image
+/// (404 at the API) or cannot be reached (502).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pull_failures_say_which() {
+    let Some((registry, _)) = test_registry() else {
+        require("the test registry (scripts/ci/registry.sh)");
+        return;
+    };
+    let Some(env) = env().await else { return };
+    common::assert_pull_failures(&env.provider, &registry, |id, image| {
+        let mut s = spawn_spec(id);
+        s.image = image.to_owned();
+        s
+    })
+    .await;
+}

@@ -63,3 +63,44 @@ pub fn registry_settings() -> std::collections::HashMap<String, String> {
     }
     map
 }
+
+/// A spawn whose image the registry (`registry`, a loopback `host:port`)
+/// does not know fails `NotFound`, one whose registry cannot be reached
+/// fails `Upstream`, each saying which image, and neither leaves a runtime.
+pub async fn assert_pull_failures(
+    p: &impl Provider,
+    registry: &str,
+    spec: impl Fn(&SandboxId, &str) -> stacyvm_providers::SpawnSpec,
+) {
+    use stacyvm_providers::{ProviderError, RuntimeStatus};
+    // Port 1 on loopback: nothing listens there.
+    let cases = [
+        (
+            format!("{registry}/stacyvm-test/no-such-image:latest"),
+            "not_found",
+        ),
+        (
+            "127.0.0.1:1/stacyvm-test/busybox:latest".to_owned(),
+            "upstream",
+        ),
+    ];
+    for (image, kind) in cases {
+        let id = SandboxId::generate();
+        let e = p
+            .spawn(&spec(&id, &image))
+            .await
+            .expect_err("the spawn fails");
+        assert_eq!(e.kind(), kind, "[{}] {image}: {e:?}", p.name());
+        assert!(
+            e.to_string().contains(&image) || matches!(e, ProviderError::NotFound(_)),
+            "[{}] the message names the image: {e}",
+            p.name()
+        );
+        assert_eq!(
+            p.status(&id).await.expect("status"),
+            RuntimeStatus::Missing,
+            "[{}] {image}: nothing left",
+            p.name()
+        );
+    }
+}

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -173,3 +173,29 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pull the registry answered "unknown" is 404; a registry that
+    /// failed or cannot be reached is 502, with the provider's public
+    /// message and never its private cause.
+    #[test]
+    fn image_pull_failures_map_to_404_and_502() {
+        let e = ApiError::from(ProviderError::NotFound("image r/x:1".into()));
+        assert_eq!((e.status.as_u16(), e.code), (404, "not_found"));
+        let e = ApiError::from(ProviderError::upstream(
+            "cannot pull image 127.0.0.1:1/x:1: connection refused",
+            Some(stacyvm_providers::Private::at(
+                "/var/run/docker.sock",
+                "refused",
+            )),
+        ));
+        assert_eq!((e.status.as_u16(), e.code), (502, "bad_gateway"));
+        assert_eq!(
+            e.message,
+            "cannot pull image 127.0.0.1:1/x:1: connection refused"
+        );
+    }
+}
