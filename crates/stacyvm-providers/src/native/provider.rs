@@ -190,30 +190,36 @@ impl NativeProvider {
                 Private(format!("{} exceeds {SUN_PATH_MAX} bytes", p.sock.display())),
             ));
         }
-        // `ImageStore::ensure`'s future is not `Send` for every lifetime
-        // (a higher-ranked closure inside the pull), which `async_trait`
-        // needs; drive it on a blocking thread instead.
-        // Only root may reach sandbox files and agent sockets (a socket
-        // is a root shell in the sandbox).
-        let parent = self.inner.config.data_dir.join("sandboxes");
-        std::fs::create_dir_all(&parent).map_err(|e| io_err(id, &parent, e))?;
-        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| io_err(id, &parent, e))?;
-        let image = {
-            let images = self.inner.images.clone();
-            let reference = spec.image.clone();
-            let rt = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || rt.block_on(images.ensure(&reference)))
-                .await
-                .map_err(|e| ProviderError::internal("the image task failed", e))??
+        // The pull is async end to end; the host directories are made on
+        // a blocking thread while it runs.
+        let dirs = {
+            let (sid, parent) = (
+                spec.id.to_string(),
+                self.inner.config.data_dir.join("sandboxes"),
+            );
+            let mut dirs = vec![
+                p.bundle.clone(),
+                p.rootfs.clone(),
+                p.upper.clone(),
+                p.work.clone(),
+            ];
+            dirs.extend(p.socket_dir.clone());
+            blocking(move || {
+                // Only root may reach sandbox files and agent sockets (a
+                // socket is a root shell in the sandbox).
+                std::fs::create_dir_all(&parent).map_err(|e| io_err(&sid, &parent, e))?;
+                std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| io_err(&sid, &parent, e))?;
+                for d in &dirs {
+                    std::fs::create_dir_all(d).map_err(|e| io_err(&sid, d, e))?;
+                }
+                Ok(())
+            })
         };
-        for d in [&p.bundle, &p.rootfs, &p.upper, &p.work] {
-            std::fs::create_dir_all(d).map_err(|e| io_err(id, d, e))?;
-        }
+        let (image, dirs) = tokio::join!(self.inner.images.ensure(&spec.image), dirs);
+        dirs?;
+        let image = image?;
         let socket_dir = p.socket_dir.as_deref();
-        if let Some(d) = socket_dir {
-            std::fs::create_dir_all(d).map_err(|e| io_err(id, d, e))?;
-        }
         self.inner.images.lease(id, &image).await?;
         let meta = Meta {
             id: id.to_string(),
@@ -261,32 +267,43 @@ impl NativeProvider {
         .map_err(|e| {
             ProviderError::internal(format!("cannot build the bundle of sandbox {id}"), e)
         })?;
-        let config_json = p.bundle.join("config.json");
-        oci.save(&config_json).map_err(|e| {
-            ProviderError::internal(
-                format!("cannot write the bundle of sandbox {id}"),
-                Private::at(config_json.display(), e),
-            )
-        })?;
-
-        let listener: Option<OwnedFd> = if socket_dir.is_none() {
-            let _ = std::fs::remove_file(&p.sock);
-            Some(
-                UnixListener::bind(&p.sock)
-                    .map_err(|e| io_err(id, &p.sock, e))?
-                    .into(),
-            )
-        } else {
-            None
-        };
-        let console = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p.console)
-            .map_err(|e| io_err(id, &p.console, e))?;
-        // Written before the container exists, so even a half-created
-        // sandbox is listed by `inventory` and cleaned by `destroy`.
-        write_meta(&p.meta, &meta)?;
+        let binds = socket_dir.is_none();
+        let (config_json, sock, console, meta_path) = (
+            p.bundle.join("config.json"),
+            p.sock.clone(),
+            p.console.clone(),
+            p.meta.clone(),
+        );
+        let sid = spec.id.to_string();
+        let (listener, console) = blocking(move || {
+            let id = sid.as_str();
+            oci.save(&config_json).map_err(|e| {
+                ProviderError::internal(
+                    format!("cannot write the bundle of sandbox {id}"),
+                    Private::at(config_json.display(), e),
+                )
+            })?;
+            let listener: Option<OwnedFd> = if binds {
+                let _ = std::fs::remove_file(&sock);
+                Some(
+                    UnixListener::bind(&sock)
+                        .map_err(|e| io_err(id, &sock, e))?
+                        .into(),
+                )
+            } else {
+                None
+            };
+            let console = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&console)
+                .map_err(|e| io_err(id, &console, e))?;
+            // Written before the container exists, so even a half-created
+            // sandbox is listed by `inventory` and cleaned by `destroy`.
+            write_meta(&meta_path, &meta)?;
+            Ok((listener, console))
+        })
+        .await?;
 
         if let Err(msg) = self
             .inner
@@ -296,23 +313,22 @@ impl NativeProvider {
         {
             return Err(ProviderError::internal(
                 format!("the OCI runtime could not start sandbox {id}"),
-                Private(format!("{msg}: {}", tail(&p.console, 5).join(" | "))),
+                Private(format!(
+                    "{msg}: {}",
+                    tail_async(&p.console, 5).await.join(" | ")
+                )),
             ));
         }
         drop(listener);
         let timeout = Duration::from_millis(self.inner.config.start_timeout_ms);
-        agent_client::wait_ready(&spec.id, &p.sock, timeout)
-            .await
-            .map_err(|e| {
-                ProviderError::internal(
-                    format!("sandbox {id} did not start: its agent did not answer"),
-                    Private(format!(
-                        "{}: {}",
-                        stacyvm_core::ErrorChain(&e),
-                        tail(&p.console, 5).join(" | ")
-                    )),
-                )
-            })?;
+        if let Err(e) = agent_client::wait_ready(&spec.id, &p.sock, timeout).await {
+            let why = stacyvm_core::ErrorChain(&e).to_string();
+            let console = tail_async(&p.console, 5).await.join(" | ");
+            return Err(ProviderError::internal(
+                format!("sandbox {id} did not start: its agent did not answer"),
+                Private(format!("{why}: {console}")),
+            ));
+        }
         Ok(())
     }
 
@@ -393,6 +409,15 @@ impl NativeProvider {
     }
 }
 
+/// Runs host file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProviderError::internal("a host file task failed", e))?
+}
+
 /// A host file operation on sandbox `id`'s files failed; the path is for
 /// the log only.
 fn io_err(id: &str, path: &Path, e: std::io::Error) -> ProviderError {
@@ -414,15 +439,63 @@ fn read_meta(path: &Path) -> Option<Meta> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// The last `n` lines of a text file.
+/// Most bytes [`tail`] reads from the end of a console log, however many
+/// lines are asked for: a log grows for as long as its sandbox lives.
+const TAIL_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The last `n` lines of a text file, read backwards from its end in
+/// blocks until `n` lines are found (at most [`TAIL_MAX_BYTES`]): the cost
+/// is that of the lines returned, not of the file. Blocking.
 fn tail(path: &Path, n: usize) -> Vec<String> {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 64 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return Vec::new();
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    let floor = len.saturating_sub(TAIL_MAX_BYTES);
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    // One newline more than lines wanted, unless the file starts within
+    // what was read (a final newline ends the last line, not a new one).
+    while start > floor {
+        let newlines = buf.iter().filter(|&&b| b == b'\n').count();
+        let trailing = usize::from(buf.last() == Some(&b'\n'));
+        if newlines >= n + trailing {
+            break;
+        }
+        let from = start.saturating_sub(BLOCK).max(floor);
+        let mut block = vec![0u8; (start - from) as usize];
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_exact(&mut block).is_err() {
+            break;
+        }
+        block.extend_from_slice(&buf);
+        buf = block;
+        start = from;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.lines().collect();
+    // A line cut by where reading started is not whole.
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
     lines[lines.len().saturating_sub(n)..]
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// [`tail`] off the async workers.
+async fn tail_async(path: &Path, n: usize) -> Vec<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || tail(&path, n))
+        .await
+        .unwrap_or_default()
 }
 
 fn runtime_status(status: &str) -> RuntimeStatus {
@@ -536,7 +609,7 @@ impl Provider for NativeProvider {
 
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         let p = self.live(id)?;
-        Ok(tail(&p.console, lines))
+        Ok(tail_async(&p.console, lines).await)
     }
 
     async fn health(&self) -> HealthReport {
@@ -555,16 +628,29 @@ impl Provider for NativeProvider {
 
     async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
         let dir = self.inner.config.data_dir.join("sandboxes");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
-            Err(e) => {
-                return Err(ProviderError::internal(
-                    "cannot list the native sandboxes",
-                    Private::at(dir.display(), e),
-                ));
-            }
-        };
+        let recorded = blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => {
+                    return Err(ProviderError::internal(
+                        "cannot list the native sandboxes",
+                        Private::at(dir.display(), e),
+                    ));
+                }
+            };
+            Ok(entries
+                .flatten()
+                .filter_map(|e| {
+                    let id = e.file_name().to_str().and_then(SandboxId::parse)?;
+                    Some((id, read_meta(&e.path().join("meta.json"))?))
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        if recorded.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
         let states: BTreeMap<String, String> = self
             .inner
             .runtime
@@ -574,13 +660,7 @@ impl Provider for NativeProvider {
             .map(|s| (s.id, s.status))
             .collect();
         let mut out = Vec::new();
-        for e in entries.flatten() {
-            let Some(id) = e.file_name().to_str().and_then(SandboxId::parse) else {
-                continue;
-            };
-            let Some(meta) = read_meta(&e.path().join("meta.json")) else {
-                continue;
-            };
+        for (id, meta) in recorded {
             let status = states
                 .get(id.as_str())
                 .map_or(RuntimeStatus::Stopped, |s| runtime_status(s));
@@ -599,5 +679,51 @@ impl Provider for NativeProvider {
     async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.live(id)?;
         Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(text: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn tail_returns_the_last_lines() {
+        let (_d, path) = file_with(b"a\nb\nc\n");
+        assert_eq!(tail(&path, 2), ["b", "c"]);
+        assert_eq!(tail(&path, 10), ["a", "b", "c"]);
+        assert!(tail(&path, 0).is_empty());
+        let (_d, path) = file_with(b"a\nb\nno newline");
+        assert_eq!(tail(&path, 2), ["b", "no newline"]);
+        assert!(tail(Path::new("/nonexistent/console.log"), 3).is_empty());
+    }
+
+    /// Lines across block boundaries come out whole, and a huge log is
+    /// read only as far back as the lines asked for.
+    #[test]
+    fn tail_reads_only_the_end_of_a_big_log() {
+        let mut text = Vec::new();
+        for i in 0..100_000 {
+            text.extend_from_slice(format!("line {i:06} {}\n", "x".repeat(40)).as_bytes());
+        }
+        let (_d, path) = file_with(&text);
+        let got = tail(&path, 3000);
+        assert_eq!(got.len(), 3000);
+        assert!(got[0].starts_with("line 097000 "), "{}", got[0]);
+        assert!(got[2999].starts_with("line 099999 "), "{}", got[2999]);
+        // Beyond the byte cap: whole lines from the cap on, never a cut one.
+        let got = tail(&path, 1_000_000);
+        assert!(got.len() < 100_000 && got.len() > 60_000, "{}", got.len());
+        assert!(
+            got[0].starts_with("line ") && got[0].len() == 52,
+            "{}",
+            got[0]
+        );
     }
 }
