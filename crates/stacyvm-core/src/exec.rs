@@ -104,6 +104,9 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub duration: Duration,
+    /// Output past the exec output limit was dropped from `stdout` or
+    /// `stderr`.
+    pub truncated: bool,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod error_chain;
 pub mod event;
 pub mod exec;
 pub mod files;
@@ -15,6 +16,7 @@ mod schema;
 pub mod template;
 
 pub use duration::{DurationError, GoDuration};
+pub use error_chain::ErrorChain;
 pub use event::{Event, EventType};
 pub use exec::{ExecMode, ExecOutput, ExecRequest, OutputChunk, StreamKind};
 pub use files::{FileInfo, FileMode};

@@ -9,7 +9,10 @@ mod capabilities;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+mod exec;
 pub mod hostfs;
+#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
+mod lifecycle_marks;
 #[cfg(feature = "mock")]
 pub mod mock;
 #[cfg(feature = "native")]
@@ -19,7 +22,8 @@ mod provider;
 #[cfg(feature = "docker")]
 pub mod docker;
 
-pub use error::ProviderError;
+pub use error::{Detail, Private, ProviderError};
+pub use exec::DEFAULT_MAX_OUTPUT_BYTES;
 pub use provider::*;
 
 #[cfg(feature = "mock")]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use stacyvm_core::{Capability, FileInfo, SandboxId, StreamKind};
+use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId, StreamKind};
 use tokio::sync::mpsc;
 
 use crate::ProviderError;
@@ -28,7 +28,7 @@ pub struct SpawnSpec {
 }
 
 /// A command to run, already resolved to argv by the manager.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecSpec {
     /// `argv[0]` is looked up in the sandbox's `PATH`.
     pub argv: Vec<String>,
@@ -37,6 +37,21 @@ pub struct ExecSpec {
     pub workdir: String,
     /// The command and its whole process tree are killed after this.
     pub timeout: Duration,
+    /// Most bytes of each of stdout and stderr a synchronous
+    /// [`Provider::exec`] keeps (`defaults.max_exec_output_bytes`).
+    pub max_output_bytes: usize,
+}
+
+impl Default for ExecSpec {
+    fn default() -> Self {
+        ExecSpec {
+            argv: Vec::new(),
+            env: BTreeMap::new(),
+            workdir: String::new(),
+            timeout: Duration::ZERO,
+            max_output_bytes: crate::exec::DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
 }
 
 /// Terminal options for an interactive exec.
@@ -116,8 +131,12 @@ pub struct RuntimeInfo {
 pub struct HealthReport {
     pub healthy: bool,
     /// Precisely what is wrong when unhealthy (what is missing, what to
-    /// install); never a secret.
+    /// install, which config key); shown to clients, so never a secret,
+    /// host path or daemon address.
     pub error: Option<String>,
+    /// The same with the host specifics (paths, addresses), for the log
+    /// only.
+    pub detail: Option<String>,
 }
 
 impl HealthReport {
@@ -125,6 +144,7 @@ impl HealthReport {
         HealthReport {
             healthy: true,
             error: None,
+            detail: None,
         }
     }
 
@@ -132,7 +152,14 @@ impl HealthReport {
         HealthReport {
             healthy: false,
             error: Some(error.into()),
+            detail: None,
         }
+    }
+
+    /// Adds the private detail the log shows.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 }
 
@@ -144,9 +171,9 @@ pub struct ResourceUsage {
     pub pids: u64,
 }
 
-/// A sandbox backend. Methods taking an id return `NotFound`/`Destroyed` for
-/// unknown or destroyed sandboxes. File paths are absolute paths inside the
-/// sandbox; implementations must never let one reach a host file outside it.
+/// A sandbox backend: lifecycle, exec and health here, file operations
+/// through [`Provider::files`]. Methods taking an id return
+/// `NotFound`/`Destroyed` for unknown or destroyed sandboxes.
 #[async_trait]
 pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// The configured name (`native`, `docker`, `mock`, ...).
@@ -154,7 +181,8 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
 
     fn capabilities(&self) -> Vec<Capability>;
 
-    /// Non-secret settings, shown by `/providers/{name}`.
+    /// Non-secret settings, shown by `/providers/{name}`: no host paths,
+    /// socket paths or daemon addresses either.
     fn config_summary(&self) -> serde_json::Value {
         serde_json::Value::Object(Default::default())
     }
@@ -164,20 +192,37 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
 
     async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError>;
 
-    /// Removes the runtime and everything it held. Idempotent: destroying
-    /// an unknown or already-destroyed sandbox succeeds.
+    /// Removes the runtime and everything it held, every process of the
+    /// sandbox included. Idempotent: destroying an unknown or
+    /// already-destroyed sandbox succeeds.
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError>;
 
     /// Runs a command to completion. A non-zero exit is `Ok`; running past
-    /// the timeout kills the process tree and returns `ExecTimeout`.
-    async fn exec(
-        &self,
-        id: &SandboxId,
-        spec: &ExecSpec,
-    ) -> Result<stacyvm_core::ExecOutput, ProviderError>;
+    /// the timeout kills the process tree and returns `ExecTimeout`. Each
+    /// of stdout and stderr keeps at most `spec.max_output_bytes`; the rest
+    /// is read and dropped, and the result says `truncated`.
+    ///
+    /// Built on [`Provider::exec_stream`]; a provider has no reason to
+    /// write its own.
+    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
+        let session = self.exec_stream(id, spec, StreamOptions::default()).await?;
+        match crate::exec::collect(session, spec).await {
+            Some(out) => out,
+            // The session ended without an exit status: the connection to
+            // the sandbox was lost. Destroyed under the command is the
+            // usual reason, and then it is what the caller should hear.
+            None => Err(match self.status(id).await {
+                Ok(RuntimeStatus::Missing) => ProviderError::Destroyed(id.to_string()),
+                _ => ProviderError::unavailable(format!(
+                    "lost the connection to sandbox {id} before the command ended"
+                )),
+            }),
+        }
+    }
 
     /// Starts a command and streams its output. On timeout the tree is
     /// killed, a stderr chunk says so, and `Exit` has `timed_out: true`.
+    /// A session that ends without `Exit` lost its sandbox.
     async fn exec_stream(
         &self,
         id: &SandboxId,
@@ -185,35 +230,8 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError>;
 
-    /// Writes a file, creating parent directories; `mode` defaults to 0644.
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        content: Bytes,
-        mode: Option<u32>,
-    ) -> Result<(), ProviderError>;
-
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError>;
-
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError>;
-
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError>;
-
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError>;
-
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError>;
-
-    /// Deletes a file, or a directory (recursively only when asked).
-    async fn delete_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> Result<(), ProviderError>;
-
-    /// Absolute paths matching `pattern` (`*`, `?`, `[..]`, `**`).
-    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError>;
+    /// The file operations on this provider's sandboxes.
+    fn files(&self) -> &dyn SandboxFiles;
 
     /// The last `lines` console/log lines of the sandbox.
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError>;
@@ -234,4 +252,44 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<ResourceUsage>, ProviderError> {
         Ok(None)
     }
+}
+
+/// The file operations of a provider. Paths are absolute paths inside the
+/// sandbox; an implementation must never let one reach a host file outside
+/// it (`..`, symlinks, races).
+#[async_trait]
+pub trait SandboxFiles: Send + Sync {
+    /// Writes a file, creating parent directories; `mode` defaults to 0644.
+    async fn write(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        content: Bytes,
+        mode: Option<u32>,
+    ) -> Result<(), ProviderError>;
+
+    /// Streams a regular file.
+    async fn read(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError>;
+
+    /// The entries of a directory, sorted by name.
+    async fn list(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError>;
+
+    /// Describes `path` itself (a final symlink is not followed).
+    async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError>;
+
+    /// Moves `from` to `to`, creating `to`'s parent directories.
+    async fn rename(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError>;
+
+    async fn chmod(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError>;
+
+    /// Deletes a file, or a directory (recursively only when asked).
+    async fn delete(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), ProviderError>;
+
+    /// Absolute paths matching `pattern` (`*`, `?`, `[..]`, `**`).
+    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError>;
 }

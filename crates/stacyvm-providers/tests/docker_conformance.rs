@@ -12,9 +12,11 @@ use stacyvm_providers::conformance::Harness;
 
 async fn harness(runtime: &str) -> Option<Harness> {
     let p = docker_support::provider(runtime).await?;
+    let private = docker_support::private_strings(&p);
     Some(Harness {
         provider: Arc::new(p),
         image: docker_support::IMAGE.into(),
+        private,
     })
 }
 

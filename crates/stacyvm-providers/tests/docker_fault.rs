@@ -20,8 +20,11 @@ use docker_support::*;
 
 fn assert_unavailable<T: std::fmt::Debug>(r: Result<T, ProviderError>, op: &str) {
     match r {
-        Err(ProviderError::Unavailable(m)) => {
-            assert!(m.contains("cannot reach docker daemon"), "{op}: {m}")
+        Err(e @ ProviderError::Unavailable { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("cannot reach the docker daemon"), "{op}: {m}");
+            // The daemon's address is for the log, not the client.
+            assert!(!m.contains("/nonexistent/stacyvm"), "{op}: {m}");
         }
         other => panic!("{op}: expected Unavailable, got {other:?}"),
     }
@@ -39,8 +42,15 @@ async fn missing_daemon_is_unhealthy_and_unavailable() {
     assert!(!h.healthy);
     let reason = h.error.unwrap_or_default();
     assert!(
-        reason.contains("cannot reach docker daemon at unix:///nonexistent/stacyvm/docker.sock"),
+        reason.contains("cannot reach the docker daemon (providers.docker.socket)"),
         "{reason}"
+    );
+    // The address is in the log's detail only.
+    assert!(!reason.contains("/nonexistent/stacyvm"), "{reason}");
+    assert!(
+        h.detail
+            .unwrap_or_default()
+            .contains("unix:///nonexistent/stacyvm/docker.sock"),
     );
     let id = SandboxId::generate();
     assert_unavailable(p.spawn(&spawn_spec(&id)).await, "spawn");
@@ -49,7 +59,7 @@ async fn missing_daemon_is_unhealthy_and_unavailable() {
     assert_unavailable(p.destroy(&id).await, "destroy");
     assert_unavailable(p.inventory().await, "inventory");
     assert_unavailable(
-        p.read_file(&id, "/etc/hostname").await.map(|_| ()),
+        p.files().read(&id, "/etc/hostname").await.map(|_| ()),
         "read_file",
     );
 }
@@ -230,7 +240,7 @@ async fn daemon_dies_and_comes_back() {
         h.error
             .as_deref()
             .unwrap_or_default()
-            .contains("cannot reach docker daemon"),
+            .contains("cannot reach the docker daemon"),
         "{h:?}"
     );
     let id = SandboxId::generate();
@@ -238,7 +248,7 @@ async fn daemon_dies_and_comes_back() {
     assert_unavailable(p.exec(&before.id, &sh("true")).await, "exec");
     assert_unavailable(p.status(&before.id).await, "status");
     assert_unavailable(p.inventory().await, "inventory");
-    assert_unavailable(p.stat_file(&before.id, "/etc").await, "stat_file");
+    assert_unavailable(p.files().stat(&before.id, "/etc").await, "stat_file");
 
     // Same provider, no reconnect call: it must recover by itself.
     daemon.start();

@@ -18,7 +18,7 @@ use stacyvm_providers::{
 use docker_support::*;
 
 async fn read_all(p: &DockerProvider, id: &stacyvm_core::SandboxId, path: &str) -> Vec<u8> {
-    let mut s = p.read_file(id, path).await.expect("read_file");
+    let mut s = p.files().read(id, path).await.expect("read_file");
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
         out.extend_from_slice(&c.expect("chunk"));
@@ -78,6 +78,7 @@ async fn lifecycle_exec_and_destroy(runtime: &str) {
         env: [("K".to_string(), "v=1".to_string())].into(),
         workdir: "/tmp".into(),
         timeout: Duration::from_secs(30),
+        ..Default::default()
     };
     let out = p.exec(&g.id, &spec).await.unwrap();
     assert_eq!(
@@ -310,14 +311,15 @@ async fn files_round_trip_safely(runtime: &str) {
 
     // Binary-safe, parents created, mode applied, visible to commands.
     let blob: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
-    p.write_file(
-        id,
-        "/workspace/a/b/c/data.bin",
-        Bytes::from(blob.clone()),
-        Some(0o600),
-    )
-    .await
-    .unwrap();
+    p.files()
+        .write(
+            id,
+            "/workspace/a/b/c/data.bin",
+            Bytes::from(blob.clone()),
+            Some(0o600),
+        )
+        .await
+        .unwrap();
     assert_eq!(read_all(&p, id, "/workspace/a/b/c/data.bin").await, blob);
     let (_, out, _) = run(
         &p,
@@ -329,58 +331,69 @@ async fn files_round_trip_safely(runtime: &str) {
         out.split_whitespace().collect::<Vec<_>>(),
         vec!["300000", "600"]
     );
-    p.write_file(
-        id,
-        "/workspace/a/b/c/data.bin",
-        Bytes::from_static(b"short"),
-        None,
-    )
-    .await
-    .unwrap();
+    p.files()
+        .write(
+            id,
+            "/workspace/a/b/c/data.bin",
+            Bytes::from_static(b"short"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         read_all(&p, id, "/workspace/a/b/c/data.bin").await,
         b"short"
     );
 
-    let st = p.stat_file(id, "/workspace/a/b/c/data.bin").await.unwrap();
+    let st = p
+        .files()
+        .stat(id, "/workspace/a/b/c/data.bin")
+        .await
+        .unwrap();
     assert_eq!(
         (st.size, st.is_dir, st.mode.as_str(), st.name.as_str()),
         (5, false, "0644", "data.bin")
     );
-    assert!(p.stat_file(id, "/workspace/a").await.unwrap().is_dir);
+    assert!(p.files().stat(id, "/workspace/a").await.unwrap().is_dir);
 
-    p.write_file(
-        id,
-        "/workspace/a/x.py",
-        Bytes::from_static(b"print(1)\n"),
-        None,
-    )
-    .await
-    .unwrap();
-    p.write_file(id, "/workspace/a/.hidden", Bytes::new(), None)
+    p.files()
+        .write(
+            id,
+            "/workspace/a/x.py",
+            Bytes::from_static(b"print(1)\n"),
+            None,
+        )
         .await
         .unwrap();
-    let list = p.list_files(id, "/workspace/a").await.unwrap();
+    p.files()
+        .write(id, "/workspace/a/.hidden", Bytes::new(), None)
+        .await
+        .unwrap();
+    let list = p.files().list(id, "/workspace/a").await.unwrap();
     let names: Vec<_> = list.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, vec![".hidden", "b", "x.py"]);
     assert!(list[1].is_dir && list[1].path == "/workspace/a/b");
     assert_eq!(list[2].size, 9);
 
-    let mut g1 = p.glob(id, "/workspace/**/*.bin").await.unwrap();
+    let mut g1 = p.files().glob(id, "/workspace/**/*.bin").await.unwrap();
     g1.sort();
     assert_eq!(g1, vec!["/workspace/a/b/c/data.bin"]);
     assert_eq!(
-        p.glob(id, "/workspace/a/*.py").await.unwrap(),
+        p.files().glob(id, "/workspace/a/*.py").await.unwrap(),
         vec!["/workspace/a/x.py"]
     );
-    assert!(p.glob(id, "/nope/*").await.unwrap().is_empty());
+    assert!(p.files().glob(id, "/nope/*").await.unwrap().is_empty());
 
-    p.chmod_file(id, "/workspace/a/x.py", 0o755).await.unwrap();
+    p.files()
+        .chmod(id, "/workspace/a/x.py", 0o755)
+        .await
+        .unwrap();
     assert_eq!(
-        p.stat_file(id, "/workspace/a/x.py").await.unwrap().mode,
+        p.files().stat(id, "/workspace/a/x.py").await.unwrap().mode,
         "0755"
     );
-    p.move_file(id, "/workspace/a/x.py", "/workspace/moved/y.py")
+    p.files()
+        .rename(id, "/workspace/a/x.py", "/workspace/moved/y.py")
         .await
         .unwrap();
     assert_eq!(
@@ -388,22 +401,22 @@ async fn files_round_trip_safely(runtime: &str) {
         b"print(1)\n"
     );
     assert!(matches!(
-        p.stat_file(id, "/workspace/a/x.py").await,
+        p.files().stat(id, "/workspace/a/x.py").await,
         Err(ProviderError::NotFound(_))
     ));
 
     // Deleting a non-empty directory needs `recursive`.
     assert!(matches!(
-        p.delete_file(id, "/workspace/a", false).await,
+        p.files().delete(id, "/workspace/a", false).await,
         Err(ProviderError::InvalidInput(_))
     ));
-    p.delete_file(id, "/workspace/a", true).await.unwrap();
+    p.files().delete(id, "/workspace/a", true).await.unwrap();
     assert!(matches!(
-        p.read_file(id, "/workspace/a/b/c/data.bin").await.err(),
+        p.files().read(id, "/workspace/a/b/c/data.bin").await.err(),
         Some(ProviderError::NotFound(_))
     ));
     assert!(matches!(
-        p.delete_file(id, "/workspace/a", true).await,
+        p.files().delete(id, "/workspace/a", true).await,
         Err(ProviderError::NotFound(_))
     ));
 
@@ -411,14 +424,14 @@ async fn files_round_trip_safely(runtime: &str) {
     for bad in ["/workspace/../etc/passwd", "relative", "/a/.."] {
         assert!(
             matches!(
-                p.read_file(id, bad).await.err(),
+                p.files().read(id, bad).await.err(),
                 Some(ProviderError::InvalidInput(_))
             ),
             "{bad}"
         );
         assert!(
             matches!(
-                p.write_file(id, bad, Bytes::new(), None).await,
+                p.files().write(id, bad, Bytes::new(), None).await,
                 Err(ProviderError::InvalidInput(_))
             ),
             "{bad}"
@@ -429,12 +442,18 @@ async fn files_round_trip_safely(runtime: &str) {
         read_all(&p, id, "/workspace/link").await,
         b"container-secret\n"
     );
-    assert!(p.stat_file(id, "/workspace/link").await.unwrap().is_symlink);
+    assert!(
+        p.files()
+            .stat(id, "/workspace/link")
+            .await
+            .unwrap()
+            .is_symlink
+    );
     let host = std::fs::read("/etc/hostname").unwrap_or_default();
     let seen = read_all(&p, id, "/workspace/abs").await;
     assert_ne!(seen, host, "a symlink reached the host's /etc/hostname");
     assert!(matches!(
-        p.read_file(id, "/workspace").await.err(),
+        p.files().read(id, "/workspace").await.err(),
         Some(ProviderError::InvalidInput(_))
     ));
 }
@@ -530,14 +549,16 @@ async fn read_only_rootfs_keeps_tmp_and_workspace_writable() {
     assert_ne!(code, 0, "the image must be read-only");
     let (code, _, err) = run(&p, &g.id, "touch /tmp/x /workspace/y").await;
     assert_eq!(code, 0, "{err}");
-    p.write_file(&g.id, "/workspace/d/z.txt", Bytes::from_static(b"rw"), None)
+    p.files()
+        .write(&g.id, "/workspace/d/z.txt", Bytes::from_static(b"rw"), None)
         .await
         .unwrap();
     assert_eq!(read_all(&p, &g.id, "/workspace/d/z.txt").await, b"rw");
     let (_, out, _) = run(&p, &g.id, "cat /workspace/d/z.txt").await;
     assert_eq!(out, "rw");
     assert!(
-        p.write_file(&g.id, "/etc/z", Bytes::from_static(b"x"), None)
+        p.files()
+            .write(&g.id, "/etc/z", Bytes::from_static(b"x"), None)
             .await
             .is_err()
     );

@@ -10,8 +10,9 @@ use stacyvm_providers::conformance::Harness;
 fn harness() -> Harness {
     let base = std::env::temp_dir().join("stacyvm-mock-conformance");
     Harness {
-        provider: Arc::new(MockProvider::new(base).expect("mock provider")),
+        provider: Arc::new(MockProvider::new(&base).expect("mock provider")),
         image: "busybox".into(),
+        private: vec![base.display().to_string()],
     }
 }
 

@@ -29,12 +29,13 @@ async fn spawn_exec_files_destroy() {
     assert_eq!(code, 0);
     assert_eq!(out, format!("hello\n{id}\n"));
 
-    p.write_file(&id, "/workspace/a.txt", Bytes::from_static(b"data"), None)
+    p.files()
+        .write(&id, "/workspace/a.txt", Bytes::from_static(b"data"), None)
         .await
         .unwrap();
     let (code, out, _) = run(p, &id, "cat /workspace/a.txt; echo -n x > /workspace/b.txt").await;
     assert_eq!((code, out.as_str()), (0, "data"));
-    let mut s = p.read_file(&id, "/workspace/b.txt").await.unwrap();
+    let mut s = p.files().read(&id, "/workspace/b.txt").await.unwrap();
     let mut got = Vec::new();
     while let Some(c) = s.next().await {
         got.extend_from_slice(&c.unwrap());
@@ -121,10 +122,10 @@ async fn health_names_what_is_missing() {
     assert!(!h.healthy);
     let msg = h.error.unwrap();
     assert!(
-        msg.contains("OCI runtime runsc-not-installed not found"),
+        msg.contains("OCI runtime runsc-not-installed (providers.native.runtime) not found"),
         "{msg}"
     );
-    assert!(msg.contains("no usable stacyvm-agent"), "{msg}");
+    assert!(msg.contains("no usable static stacyvm-agent"), "{msg}");
     // Spawning on an unhealthy host fails with a reason and leaves nothing.
     let id = SandboxId::generate();
     let err = p.spawn(&spawn_spec(&id)).await.unwrap_err();

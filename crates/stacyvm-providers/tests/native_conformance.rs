@@ -12,9 +12,11 @@ async fn harness() -> Option<Harness> {
     // One data dir for every case: each case destroys its own sandboxes.
     let dir = std::path::Path::new("/var/tmp/stacyvm-native-conformance");
     let provider = native_support::provider_at(dir, |_| {}).await?;
+    let private = native_support::private_strings(&provider);
     Some(Harness {
         provider: Arc::new(provider),
         image: native_support::IMAGE.into(),
+        private,
     })
 }
 

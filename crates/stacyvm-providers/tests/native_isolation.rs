@@ -157,7 +157,7 @@ async fn planted_symlinks_are_not_followed_by_the_file_api() {
     assert_eq!(code, 0);
     let host_shadow = std::fs::read("/etc/shadow").unwrap_or_default();
     for link in ["/workspace/abs", "/workspace/rel"] {
-        match p.read_file(&id, link).await {
+        match p.files().read(&id, link).await {
             Err(_) => {}
             Ok(mut s) => {
                 let mut got = Vec::new();
@@ -172,14 +172,15 @@ async fn planted_symlinks_are_not_followed_by_the_file_api() {
         }
         // Writing through the link must not touch the host file either.
         let _ = p
-            .write_file(&id, link, bytes::Bytes::from_static(b"pwned"), None)
+            .files()
+            .write(&id, link, bytes::Bytes::from_static(b"pwned"), None)
             .await;
         assert_eq!(
             std::fs::read("/etc/shadow").unwrap_or_default(),
             host_shadow
         );
     }
-    let info = p.stat_file(&id, "/workspace/abs").await.unwrap();
+    let info = p.files().stat(&id, "/workspace/abs").await.unwrap();
     assert!(info.is_symlink || !info.is_dir);
     p.destroy(&id).await.unwrap();
 }

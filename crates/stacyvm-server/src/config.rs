@@ -134,6 +134,9 @@ pub struct DefaultsConfig {
     pub max_sandboxes_per_owner: u32,
     pub max_memory_mb: u32,
     pub max_vcpus: u32,
+    /// Most bytes of each of stdout and stderr a non-streamed exec returns;
+    /// the rest is dropped and the reply says `truncated: true`.
+    pub max_exec_output_bytes: u64,
 }
 
 impl Default for DefaultsConfig {
@@ -150,6 +153,7 @@ impl Default for DefaultsConfig {
             max_sandboxes_per_owner: 0,
             max_memory_mb: 16 * 1024,
             max_vcpus: 16,
+            max_exec_output_bytes: stacyvm_providers::DEFAULT_MAX_OUTPUT_BYTES as u64,
         }
     }
 }
@@ -358,6 +362,14 @@ impl Config {
                     "{} exceeds defaults.max_exec_timeout {}",
                     self.defaults.default_exec_timeout, self.defaults.max_exec_timeout
                 ),
+            );
+        }
+        if self.defaults.max_exec_output_bytes == 0
+            || usize::try_from(self.defaults.max_exec_output_bytes).is_err()
+        {
+            return bad(
+                "defaults.max_exec_output_bytes",
+                "must be at least 1 (the limit keeps the server's memory bounded)".into(),
             );
         }
         if self.defaults.memory_mb == 0 || self.defaults.vcpus == 0 {

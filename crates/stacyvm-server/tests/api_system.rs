@@ -6,18 +6,14 @@ mod common;
 
 use std::sync::Arc;
 
-use common::switchable::Switchable;
 use common::{TestServer, assert_error};
 use serde_json::json;
 use stacyvm_providers::mock::MockProvider;
 use stacyvm_store::MemoryStore;
 
-async fn with_flaky() -> (TestServer, Arc<Switchable>, Arc<MemoryStore>) {
+async fn with_flaky() -> (TestServer, Arc<MockProvider>, Arc<MemoryStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let flaky = Arc::new(Switchable::new(
-        "flaky",
-        MockProvider::new(dir.path().join("m")).unwrap(),
-    ));
+    let flaky = Arc::new(MockProvider::named("flaky", dir.path().join("m")).unwrap());
     let store = Arc::new(MemoryStore::new());
     let s = TestServer::start_parts(
         |c| {
@@ -40,7 +36,7 @@ async fn readiness_follows_providers_and_store() {
     assert_eq!(r["store"]["healthy"], true);
 
     // Provider down: a forced check flips it, /ready says not_ready.
-    flaky.set_broken(true);
+    flaky.set_failing(true);
     let r = s.http.post(s.url("/providers/test")).send().await.unwrap();
     assert_eq!(common::decode(r).await.1, json!({"flaky": false}));
     let (st, r) = s.get("/ready").await;
@@ -59,7 +55,7 @@ async fn readiness_follows_providers_and_store() {
     let (st, e) = s.post("/sandboxes", json!({})).await;
     assert_error(st, &e, 503, "unavailable");
     // The flip was published, and so is the recovery.
-    flaky.set_broken(false);
+    flaky.set_failing(false);
     s.http.post(s.url("/providers/test")).send().await.unwrap();
     assert_eq!(s.get("/ready").await.0, 200);
 

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -217,7 +216,7 @@ async fn every_audit_event_type_is_published() {
         .unwrap();
     while h.output.recv().await.is_some() {}
     // Provider failures: exec, file op, destroy, spawn, health.
-    f.provider.broken.store(true, Ordering::SeqCst);
+    f.provider.set_broken(true);
     m.exec(&sb.id, &exec("true", None)).await.unwrap_err();
     m.write_file(&sb.id, "/g", Bytes::new(), None)
         .await
@@ -225,7 +224,7 @@ async fn every_audit_event_type_is_published() {
     m.spawn(&SpawnRequest::default(), None).await.unwrap_err();
     m.refresh_health().await;
     m.destroy(&sb.id).await.unwrap_err();
-    f.provider.broken.store(false, Ordering::SeqCst);
+    f.provider.set_broken(false);
     m.refresh_health().await;
     // Limits.
     for _ in 0..3 {
@@ -362,7 +361,7 @@ async fn reconciliation_adopts_and_marks() {
     // Kept (re-adopted), destroyed and adopted: one event each.
     assert_eq!(actions, 3);
     // With the provider down, persisted sandboxes become `error`.
-    f.provider.broken.store(true, Ordering::SeqCst);
+    f.provider.set_broken(true);
     f.manager.refresh_health().await;
     let report = f.manager.reconcile().await.unwrap();
     assert_eq!(report.errored, 2, "{report:?}");

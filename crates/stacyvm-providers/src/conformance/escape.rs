@@ -84,7 +84,8 @@ pub async fn case_path_escape_dot_dot(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
         let name = p.name();
-        p.write_file(&id, "/inside.txt", Bytes::from_static(b"in"), None)
+        p.files()
+            .write(&id, "/inside.txt", Bytes::from_static(b"in"), None)
             .await
             .unwrap();
         for path in [
@@ -94,38 +95,47 @@ pub async fn case_path_escape_dot_dot(h: &Harness) {
             "/a/../../etc/hostname",
         ] {
             refused(name, &format!("read {path}"), read_all(h, &id, path).await);
-            refused(name, &format!("stat {path}"), p.stat_file(&id, path).await);
+            refused(
+                name,
+                &format!("stat {path}"),
+                p.files().stat(&id, path).await,
+            );
             refused(
                 name,
                 &format!("chmod {path}"),
-                p.chmod_file(&id, path, 0o666).await,
+                p.files().chmod(&id, path, 0o666).await,
             );
             refused(
                 name,
                 &format!("delete {path}"),
-                p.delete_file(&id, path, true).await,
+                p.files().delete(&id, path, true).await,
             );
             refused(
                 name,
                 &format!("move {path}"),
-                p.move_file(&id, path, "/stolen").await,
+                p.files().rename(&id, path, "/stolen").await,
             );
         }
         for path in [format!("{host_dir}/pwned.txt"), host_file.clone()] {
             refused(
                 name,
                 &format!("write {path}"),
-                p.write_file(&id, &path, Bytes::from_static(b"pwned"), None)
+                p.files()
+                    .write(&id, &path, Bytes::from_static(b"pwned"), None)
                     .await,
             );
             refused(
                 name,
                 &format!("move to {path}"),
-                p.move_file(&id, "/inside.txt", &path).await,
+                p.files().rename(&id, "/inside.txt", &path).await,
             );
         }
-        refused(name, "list ..", p.list_files(&id, &host_dir).await);
-        refused(name, "glob ..", p.glob(&id, &format!("{host_dir}/*")).await);
+        refused(name, "list ..", p.files().list(&id, &host_dir).await);
+        refused(
+            name,
+            "glob ..",
+            p.files().glob(&id, &format!("{host_dir}/*")).await,
+        );
         refused(name, "nul byte", read_all(h, &id, "/inside.txt\0/x").await);
         refused(name, "empty path", read_all(h, &id, "").await);
         marker.assert_untouched(name);
@@ -155,7 +165,8 @@ pub async fn case_symlink_escape(h: &Harness) {
         let name = p.name();
         mkdir(h, &id, "/esc").await;
         sh_ok(h, &id, "/esc", &script).await;
-        p.write_file(&id, "/esc/victim.txt", Bytes::from_static(b"v"), None)
+        p.files()
+            .write(&id, "/esc/victim.txt", Bytes::from_static(b"v"), None)
             .await
             .unwrap();
 
@@ -178,20 +189,24 @@ pub async fn case_symlink_escape(h: &Harness) {
             refused(
                 name,
                 &format!("chmod {path}"),
-                p.chmod_file(&id, path, 0o666).await,
+                p.files().chmod(&id, path, 0o666).await,
             );
         }
         for path in ["/esc/hostdir/marker.txt", "/esc/reldir/marker.txt"] {
-            refused(name, &format!("stat {path}"), p.stat_file(&id, path).await);
+            refused(
+                name,
+                &format!("stat {path}"),
+                p.files().stat(&id, path).await,
+            );
             refused(
                 name,
                 &format!("delete {path}"),
-                p.delete_file(&id, path, false).await,
+                p.files().delete(&id, path, false).await,
             );
             refused(
                 name,
                 &format!("move {path}"),
-                p.move_file(&id, path, "/stolen").await,
+                p.files().rename(&id, path, "/stolen").await,
             );
         }
         for path in [
@@ -202,24 +217,25 @@ pub async fn case_symlink_escape(h: &Harness) {
             refused(
                 name,
                 &format!("write {path}"),
-                p.write_file(&id, path, Bytes::from_static(b"pwned"), None)
+                p.files()
+                    .write(&id, path, Bytes::from_static(b"pwned"), None)
                     .await,
             );
             refused(
                 name,
                 &format!("move to {path}"),
-                p.move_file(&id, "/esc/victim.txt", path).await,
+                p.files().rename(&id, "/esc/victim.txt", path).await,
             );
         }
         for path in ["/esc/hostdir", "/esc/reldir"] {
-            if let Ok(list) = p.list_files(&id, path).await {
+            if let Ok(list) = p.files().list(&id, path).await {
                 assert!(
                     list.iter().all(|f| f.name != "marker.txt"),
                     "[{name}] list {path} showed the host directory"
                 );
             }
         }
-        let globbed = p.glob(&id, "/esc/**").await.unwrap_or_default();
+        let globbed = p.files().glob(&id, "/esc/**").await.unwrap_or_default();
         assert!(
             globbed.iter().all(|g| !g.ends_with("marker.txt")),
             "[{name}] glob walked into the host: {globbed:?}"
@@ -235,7 +251,8 @@ pub async fn case_symlink_escape(h: &Harness) {
             r => refused(name, "read /esc/etc_link/hostname", r),
         }
         let _ = p
-            .write_file(
+            .files()
+            .write(
                 &id,
                 &format!("/esc/etc_link/{canary}"),
                 Bytes::from_static(b"pwned"),
@@ -255,7 +272,7 @@ pub async fn case_symlink_escape(h: &Harness) {
             "read /esc/shadow",
             read_all(h, &id, "/esc/shadow").await,
         );
-        let st = p.stat_file(&id, "/esc/shadow").await.unwrap();
+        let st = p.files().stat(&id, "/esc/shadow").await.unwrap();
         assert!(
             st.is_symlink && !st.is_dir,
             "[{name}] stat must describe the link itself"
@@ -264,11 +281,12 @@ pub async fn case_symlink_escape(h: &Harness) {
         // Writing over the link to the host file replaces the link, or is
         // refused; the host file is untouched either way.
         let _ = p
-            .write_file(&id, "/esc/hostfile", Bytes::from_static(b"mine"), None)
+            .files()
+            .write(&id, "/esc/hostfile", Bytes::from_static(b"mine"), None)
             .await;
         // Deleting the links deletes the links.
-        p.delete_file(&id, "/esc/hostdir", true).await.unwrap();
-        p.delete_file(&id, "/esc/reldir", false).await.unwrap();
+        p.files().delete(&id, "/esc/hostdir", true).await.unwrap();
+        p.files().delete(&id, "/esc/reldir", false).await.unwrap();
         marker.assert_untouched(name);
     })
     .await;

@@ -16,7 +16,8 @@ pub async fn case_file_binary_content(h: &Harness) {
         content.extend_from_slice(&[0, 0, 0, b'\n', b'\r', 0xff, 0]);
         content.extend((0..=255u8).rev());
         let p = &h.provider;
-        p.write_file(&id, "/bin-test/all.bin", Bytes::from(content.clone()), None)
+        p.files()
+            .write(&id, "/bin-test/all.bin", Bytes::from(content.clone()), None)
             .await
             .unwrap();
         assert_eq!(
@@ -25,7 +26,8 @@ pub async fn case_file_binary_content(h: &Harness) {
             "[{}] binary content must round-trip",
             p.name()
         );
-        p.write_file(&id, "/bin-test/empty", Bytes::new(), None)
+        p.files()
+            .write(&id, "/bin-test/empty", Bytes::new(), None)
             .await
             .unwrap();
         assert!(
@@ -35,7 +37,7 @@ pub async fn case_file_binary_content(h: &Harness) {
                 .is_empty()
         );
         assert_eq!(
-            p.stat_file(&id, "/bin-test/all.bin").await.unwrap().size,
+            p.files().stat(&id, "/bin-test/all.bin").await.unwrap().size,
             content.len() as u64
         );
         // The command side sees the same bytes.
@@ -71,14 +73,15 @@ pub async fn case_file_large(h: &Harness) {
             })
             .collect();
         let p = &h.provider;
-        p.write_file(&id, "/big/ten.bin", Bytes::from(content.clone()), None)
+        p.files()
+            .write(&id, "/big/ten.bin", Bytes::from(content.clone()), None)
             .await
             .unwrap();
         let back = read_all(h, &id, "/big/ten.bin").await.unwrap();
         assert_eq!(back.len(), content.len(), "[{}] 10 MB length", p.name());
         assert!(back == content, "[{}] 10 MB content differs", p.name());
         assert_eq!(
-            p.stat_file(&id, "/big/ten.bin").await.unwrap().size,
+            p.files().stat(&id, "/big/ten.bin").await.unwrap().size,
             10 * 1024 * 1024
         );
     })
@@ -90,26 +93,32 @@ pub async fn case_file_large(h: &Harness) {
 pub async fn case_file_write_creates_parents_and_mode(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
-        p.write_file(&id, "/a/b/c/d.txt", Bytes::from_static(b"deep"), None)
+        p.files()
+            .write(&id, "/a/b/c/d.txt", Bytes::from_static(b"deep"), None)
             .await
             .unwrap();
         assert_eq!(read_all(h, &id, "/a/b/c/d.txt").await.unwrap(), b"deep");
-        assert!(p.stat_file(&id, "/a/b/c").await.unwrap().is_dir);
-        assert_eq!(p.stat_file(&id, "/a/b/c/d.txt").await.unwrap().mode, "0644");
+        assert!(p.files().stat(&id, "/a/b/c").await.unwrap().is_dir);
+        assert_eq!(
+            p.files().stat(&id, "/a/b/c/d.txt").await.unwrap().mode,
+            "0644"
+        );
 
-        p.write_file(
-            &id,
-            "/a/run.sh",
-            Bytes::from_static(b"#!/bin/sh\necho ran\n"),
-            Some(0o755),
-        )
-        .await
-        .unwrap();
-        assert_eq!(p.stat_file(&id, "/a/run.sh").await.unwrap().mode, "0755");
+        p.files()
+            .write(
+                &id,
+                "/a/run.sh",
+                Bytes::from_static(b"#!/bin/sh\necho ran\n"),
+                Some(0o755),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.files().stat(&id, "/a/run.sh").await.unwrap().mode, "0755");
         assert_eq!(sh_ok(h, &id, "/a", "./run.sh").await, "ran\n");
 
         // Overwriting replaces the content.
-        p.write_file(&id, "/a/b/c/d.txt", Bytes::from_static(b"new"), None)
+        p.files()
+            .write(&id, "/a/b/c/d.txt", Bytes::from_static(b"new"), None)
             .await
             .unwrap();
         assert_eq!(read_all(h, &id, "/a/b/c/d.txt").await.unwrap(), b"new");
@@ -122,14 +131,16 @@ pub async fn case_file_list_and_stat(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
         let name = p.name();
-        p.write_file(&id, "/ls/one.txt", Bytes::from_static(b"1"), None)
+        p.files()
+            .write(&id, "/ls/one.txt", Bytes::from_static(b"1"), None)
             .await
             .unwrap();
-        p.write_file(&id, "/ls/sub/two.txt", Bytes::from_static(b"22"), None)
+        p.files()
+            .write(&id, "/ls/sub/two.txt", Bytes::from_static(b"22"), None)
             .await
             .unwrap();
         sh_ok(h, &id, "/ls", "ln -s one.txt link").await;
-        let mut list = p.list_files(&id, "/ls").await.unwrap();
+        let mut list = p.files().list(&id, "/ls").await.unwrap();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<&str> = list.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["link", "one.txt", "sub"], "[{name}] list");
@@ -138,7 +149,7 @@ pub async fn case_file_list_and_stat(h: &Harness) {
         assert!(list[2].is_dir && list[2].path == "/ls/sub");
         assert!(list[0].is_symlink, "[{name}] a symlink is described as one");
 
-        let st = p.stat_file(&id, "/ls/sub/two.txt").await.unwrap();
+        let st = p.files().stat(&id, "/ls/sub/two.txt").await.unwrap();
         assert_eq!(
             (st.name.as_str(), st.path.as_str()),
             ("two.txt", "/ls/sub/two.txt")
@@ -150,10 +161,10 @@ pub async fn case_file_list_and_stat(h: &Harness) {
             "[{name}] mod_time {} is not recent",
             st.mod_time
         );
-        assert!(p.stat_file(&id, "/ls").await.unwrap().is_dir);
-        assert!(p.stat_file(&id, "/").await.unwrap().is_dir);
+        assert!(p.files().stat(&id, "/ls").await.unwrap().is_dir);
+        assert!(p.files().stat(&id, "/").await.unwrap().is_dir);
         assert!(matches!(
-            p.stat_file(&id, "/ls/nope").await,
+            p.files().stat(&id, "/ls/nope").await,
             Err(ProviderError::NotFound(_))
         ));
         assert!(matches!(
@@ -161,7 +172,7 @@ pub async fn case_file_list_and_stat(h: &Harness) {
             Err(ProviderError::NotFound(_))
         ));
         assert!(matches!(
-            p.list_files(&id, "/nope").await,
+            p.files().list(&id, "/nope").await,
             Err(ProviderError::NotFound(_))
         ));
     })
@@ -172,23 +183,25 @@ pub async fn case_file_list_and_stat(h: &Harness) {
 pub async fn case_file_move(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
-        p.write_file(&id, "/mv/a.txt", Bytes::from_static(b"moving"), None)
+        p.files()
+            .write(&id, "/mv/a.txt", Bytes::from_static(b"moving"), None)
             .await
             .unwrap();
-        p.move_file(&id, "/mv/a.txt", "/mv/dest/b.txt")
+        p.files()
+            .rename(&id, "/mv/a.txt", "/mv/dest/b.txt")
             .await
             .unwrap();
         assert_eq!(read_all(h, &id, "/mv/dest/b.txt").await.unwrap(), b"moving");
         assert!(matches!(
-            p.stat_file(&id, "/mv/a.txt").await,
+            p.files().stat(&id, "/mv/a.txt").await,
             Err(ProviderError::NotFound(_))
         ));
         assert!(matches!(
-            p.move_file(&id, "/mv/nope", "/mv/x").await,
+            p.files().rename(&id, "/mv/nope", "/mv/x").await,
             Err(ProviderError::NotFound(_))
         ));
         // Directories move too.
-        p.move_file(&id, "/mv/dest", "/mv2").await.unwrap();
+        p.files().rename(&id, "/mv/dest", "/mv2").await.unwrap();
         assert_eq!(read_all(h, &id, "/mv2/b.txt").await.unwrap(), b"moving");
     })
     .await;
@@ -198,28 +211,29 @@ pub async fn case_file_move(h: &Harness) {
 pub async fn case_file_chmod(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
-        p.write_file(
-            &id,
-            "/cm/s.sh",
-            Bytes::from_static(b"#!/bin/sh\necho ok\n"),
-            None,
-        )
-        .await
-        .unwrap();
+        p.files()
+            .write(
+                &id,
+                "/cm/s.sh",
+                Bytes::from_static(b"#!/bin/sh\necho ok\n"),
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             sh_ok(h, &id, "/cm", "test -x s.sh && echo x || echo no").await,
             "no\n"
         );
-        p.chmod_file(&id, "/cm/s.sh", 0o750).await.unwrap();
-        assert_eq!(p.stat_file(&id, "/cm/s.sh").await.unwrap().mode, "0750");
+        p.files().chmod(&id, "/cm/s.sh", 0o750).await.unwrap();
+        assert_eq!(p.files().stat(&id, "/cm/s.sh").await.unwrap().mode, "0750");
         assert_eq!(
             sh_ok(h, &id, "/cm", "test -x s.sh && echo x || echo no").await,
             "x\n"
         );
-        p.chmod_file(&id, "/cm/s.sh", 0o600).await.unwrap();
-        assert_eq!(p.stat_file(&id, "/cm/s.sh").await.unwrap().mode, "0600");
+        p.files().chmod(&id, "/cm/s.sh", 0o600).await.unwrap();
+        assert_eq!(p.files().stat(&id, "/cm/s.sh").await.unwrap().mode, "0600");
         assert!(matches!(
-            p.chmod_file(&id, "/cm/nope", 0o600).await,
+            p.files().chmod(&id, "/cm/nope", 0o600).await,
             Err(ProviderError::NotFound(_))
         ));
     })
@@ -231,29 +245,31 @@ pub async fn case_file_delete(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
         let name = p.name();
-        p.write_file(&id, "/del/f.txt", Bytes::from_static(b"x"), None)
+        p.files()
+            .write(&id, "/del/f.txt", Bytes::from_static(b"x"), None)
             .await
             .unwrap();
-        p.write_file(&id, "/del/d/g.txt", Bytes::from_static(b"y"), None)
+        p.files()
+            .write(&id, "/del/d/g.txt", Bytes::from_static(b"y"), None)
             .await
             .unwrap();
-        p.delete_file(&id, "/del/f.txt", false).await.unwrap();
+        p.files().delete(&id, "/del/f.txt", false).await.unwrap();
         assert!(matches!(
-            p.stat_file(&id, "/del/f.txt").await,
+            p.files().stat(&id, "/del/f.txt").await,
             Err(ProviderError::NotFound(_))
         ));
-        match p.delete_file(&id, "/del/d", false).await {
+        match p.files().delete(&id, "/del/d", false).await {
             Err(ProviderError::InvalidInput(_)) => {}
             other => panic!("[{name}] non-recursive delete of a full dir: {other:?}"),
         }
         assert_eq!(read_all(h, &id, "/del/d/g.txt").await.unwrap(), b"y");
-        p.delete_file(&id, "/del/d", true).await.unwrap();
+        p.files().delete(&id, "/del/d", true).await.unwrap();
         assert!(matches!(
-            p.stat_file(&id, "/del/d").await,
+            p.files().stat(&id, "/del/d").await,
             Err(ProviderError::NotFound(_))
         ));
         assert!(matches!(
-            p.delete_file(&id, "/del/nope", false).await,
+            p.files().delete(&id, "/del/nope", false).await,
             Err(ProviderError::NotFound(_))
         ));
         assert_eq!(
@@ -276,24 +292,25 @@ pub async fn case_file_glob(h: &Harness) {
             "/g/x/readme.md",
             "/g/z.txt",
         ] {
-            p.write_file(&id, f, Bytes::from_static(b"#"), None)
+            p.files()
+                .write(&id, f, Bytes::from_static(b"#"), None)
                 .await
                 .unwrap();
         }
         assert_eq!(
-            p.glob(&id, "/g/**/*.py").await.unwrap(),
+            p.files().glob(&id, "/g/**/*.py").await.unwrap(),
             ["/g/a.py", "/g/x/b.py", "/g/x/y/c.py"],
             "[{}] ** glob",
             p.name()
         );
-        assert_eq!(p.glob(&id, "/g/*.py").await.unwrap(), ["/g/a.py"]);
+        assert_eq!(p.files().glob(&id, "/g/*.py").await.unwrap(), ["/g/a.py"]);
         assert_eq!(
-            p.glob(&id, "/g/x/*").await.unwrap(),
+            p.files().glob(&id, "/g/x/*").await.unwrap(),
             ["/g/x/b.py", "/g/x/readme.md", "/g/x/y"]
         );
-        assert_eq!(p.glob(&id, "/g/?.txt").await.unwrap(), ["/g/z.txt"]);
-        assert!(p.glob(&id, "/g/**/*.rs").await.unwrap().is_empty());
-        assert!(p.glob(&id, "/nowhere/**").await.unwrap().is_empty());
+        assert_eq!(p.files().glob(&id, "/g/?.txt").await.unwrap(), ["/g/z.txt"]);
+        assert!(p.files().glob(&id, "/g/**/*.rs").await.unwrap().is_empty());
+        assert!(p.files().glob(&id, "/nowhere/**").await.unwrap().is_empty());
     })
     .await;
 }
@@ -302,14 +319,15 @@ pub async fn case_file_glob(h: &Harness) {
 pub async fn case_file_exec_visibility(h: &Harness) {
     with_sandbox(h, |id| async move {
         let p = &h.provider;
-        p.write_file(
-            &id,
-            "/vis/from_api.txt",
-            Bytes::from_static(b"hello from api"),
-            None,
-        )
-        .await
-        .unwrap();
+        p.files()
+            .write(
+                &id,
+                "/vis/from_api.txt",
+                Bytes::from_static(b"hello from api"),
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             sh_ok(h, &id, "/vis", "cat from_api.txt").await,
             "hello from api"
@@ -325,9 +343,10 @@ pub async fn case_file_exec_visibility(h: &Harness) {
             read_all(h, &id, "/vis/from_exec.txt").await.unwrap(),
             b"from exec\n"
         );
-        assert!(p.stat_file(&id, "/vis/made/dir").await.unwrap().is_dir);
+        assert!(p.files().stat(&id, "/vis/made/dir").await.unwrap().is_dir);
         let names: Vec<String> = p
-            .list_files(&id, "/vis")
+            .files()
+            .list(&id, "/vis")
             .await
             .unwrap()
             .into_iter()

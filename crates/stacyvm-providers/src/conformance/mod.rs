@@ -22,6 +22,8 @@
 mod escape;
 mod exec;
 mod files;
+mod limits;
+mod public;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -45,6 +47,8 @@ pub use self::files::{
     case_file_glob, case_file_large, case_file_list_and_stat, case_file_move,
     case_file_write_creates_parents_and_mode,
 };
+pub use self::limits::case_exec_output_limit;
+pub use self::public::case_errors_are_public;
 
 /// What a provider's test hands the suite.
 #[derive(Debug, Clone)]
@@ -53,6 +57,9 @@ pub struct Harness {
     /// The image to spawn (a busybox-static rootfs for docker/native; any
     /// string for the mock).
     pub image: String,
+    /// Host strings no client may see from this provider: its data and base
+    /// directories, socket paths, daemon address, runtime binary.
+    pub private: Vec<String>,
 }
 
 /// Label every conformance sandbox carries.
@@ -75,6 +82,7 @@ pub async fn run_all(h: &Harness) {
     case_stream_drop_kills_command(h).await;
     case_stdin_and_signal(h).await;
     case_tty(h).await;
+    case_exec_output_limit(h).await;
     case_file_binary_content(h).await;
     case_file_large(h).await;
     case_file_write_creates_parents_and_mode(h).await;
@@ -87,6 +95,7 @@ pub async fn run_all(h: &Harness) {
     case_path_escape_dot_dot(h).await;
     case_symlink_escape(h).await;
     case_after_destroy(h).await;
+    case_errors_are_public(h).await;
     case_logs(h).await;
     case_health(h).await;
 }
@@ -110,6 +119,7 @@ macro_rules! conformance_tests {
             case_stream_drop_kills_command,
             case_stdin_and_signal,
             case_tty,
+            case_exec_output_limit,
             case_file_binary_content,
             case_file_large,
             case_file_write_creates_parents_and_mode,
@@ -122,6 +132,7 @@ macro_rules! conformance_tests {
             case_path_escape_dot_dot,
             case_symlink_escape,
             case_after_destroy,
+            case_errors_are_public,
             case_logs,
             case_health,
         );
@@ -178,6 +189,7 @@ pub(crate) fn spec(argv: &[&str], workdir: &str, timeout: Duration) -> ExecSpec 
         env: BTreeMap::new(),
         workdir: workdir.to_string(),
         timeout,
+        ..Default::default()
     }
 }
 
@@ -209,7 +221,7 @@ pub(crate) async fn read_all(
     id: &SandboxId,
     path: &str,
 ) -> Result<Vec<u8>, ProviderError> {
-    let mut stream = h.provider.read_file(id, path).await?;
+    let mut stream = h.provider.files().read(id, path).await?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk?);
@@ -220,7 +232,8 @@ pub(crate) async fn read_all(
 /// Creates directory `dir` in the sandbox through the file API.
 pub(crate) async fn mkdir(h: &Harness, id: &SandboxId, dir: &str) {
     h.provider
-        .write_file(id, &format!("{dir}/.keep"), bytes::Bytes::new(), None)
+        .files()
+        .write(id, &format!("{dir}/.keep"), bytes::Bytes::new(), None)
         .await
         .unwrap_or_else(|e| panic!("[{}] creating {dir} failed: {e}", h.provider.name()));
 }
@@ -274,7 +287,8 @@ pub async fn case_after_destroy(h: &Harness) {
     let p = &h.provider;
     let name = p.name();
     let id = spawn(h).await;
-    p.write_file(&id, "/f.txt", bytes::Bytes::from_static(b"x"), None)
+    p.files()
+        .write(&id, "/f.txt", bytes::Bytes::from_static(b"x"), None)
         .await
         .expect("write");
     p.destroy(&id).await.expect("destroy");
@@ -294,17 +308,19 @@ pub async fn case_after_destroy(h: &Harness) {
             .await
             .map(drop),
     );
-    gone("read", p.read_file(&id, "/f.txt").await.map(drop));
+    gone("read", p.files().read(&id, "/f.txt").await.map(drop));
     gone(
         "write",
-        p.write_file(&id, "/g.txt", bytes::Bytes::new(), None).await,
+        p.files()
+            .write(&id, "/g.txt", bytes::Bytes::new(), None)
+            .await,
     );
-    gone("list", p.list_files(&id, "/").await.map(drop));
-    gone("stat", p.stat_file(&id, "/f.txt").await.map(drop));
-    gone("move", p.move_file(&id, "/f.txt", "/h.txt").await);
-    gone("chmod", p.chmod_file(&id, "/f.txt", 0o600).await);
-    gone("delete", p.delete_file(&id, "/f.txt", false).await);
-    gone("glob", p.glob(&id, "/*").await.map(drop));
+    gone("list", p.files().list(&id, "/").await.map(drop));
+    gone("stat", p.files().stat(&id, "/f.txt").await.map(drop));
+    gone("move", p.files().rename(&id, "/f.txt", "/h.txt").await);
+    gone("chmod", p.files().chmod(&id, "/f.txt", 0o600).await);
+    gone("delete", p.files().delete(&id, "/f.txt", false).await);
+    gone("glob", p.files().glob(&id, "/*").await.map(drop));
     let unknown = SandboxId::generate();
     gone(
         "exec on an unknown id",
@@ -314,7 +330,7 @@ pub async fn case_after_destroy(h: &Harness) {
     );
     gone(
         "read on an unknown id",
-        p.read_file(&unknown, "/f.txt").await.map(drop),
+        p.files().read(&unknown, "/f.txt").await.map(drop),
     );
 }
 

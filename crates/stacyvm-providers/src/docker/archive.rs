@@ -144,7 +144,7 @@ where
             let header = Header::from_byte_slice(&self.buf[..BLOCK]);
             let size = header
                 .entry_size()
-                .map_err(|e| ProviderError::Other(format!("bad tar header from docker: {e}")))?;
+                .map_err(|e| ProviderError::internal("bad tar header from docker", e))?;
             let kind = header.entry_type();
             let link = header
                 .link_name_bytes()
@@ -203,7 +203,7 @@ where
 }
 
 fn truncated() -> ProviderError {
-    ProviderError::Other("archive from docker ended early".into())
+    ProviderError::failed("archive from docker ended early")
 }
 
 /// A value from PAX extended header records (`LEN key=value\n`).

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use bollard::errors::Error as DockerError;
 use bollard::{ClientVersion, Docker};
 
-use crate::ProviderError;
+use crate::{Private, ProviderError};
 
 /// API version spoken: Docker 20.10 (Debian 12) tops out at 1.41, and newer
 /// daemons still accept it. Everything the provider uses exists in 1.41.
@@ -67,11 +67,12 @@ impl Client {
         Ok(d)
     }
 
+    /// The daemon cannot be talked to. Its address is for the log only.
     pub(crate) fn unavailable(&self, e: &dyn std::fmt::Display) -> ProviderError {
-        ProviderError::Unavailable(format!(
-            "cannot reach docker daemon at {}: {e}",
-            self.socket
-        ))
+        ProviderError::unavailable_from(
+            "cannot reach the docker daemon (providers.docker.socket)",
+            Private::at(&self.socket, e),
+        )
     }
 
     /// Maps an Engine API error; `what` names the object a 404 is about
@@ -86,12 +87,16 @@ impl Client {
                 match status_code {
                     404 => ProviderError::NotFound(what.to_string()),
                     400 | 403 => ProviderError::InvalidInput(format!("{what}: {message}")),
+                    409 => ProviderError::Conflict(format!("{what}: {message}")),
                     503 => self.unavailable(&message),
-                    _ => ProviderError::Other(format!("{what}: {message}")),
+                    _ => ProviderError::internal(
+                        format!("the docker daemon failed on {what}"),
+                        Private(format!("{status_code}: {message}")),
+                    ),
                 }
             }
             e if is_connection_error(&e) => self.unavailable(&e),
-            e => ProviderError::Other(format!("{what}: docker: {e}")),
+            e => ProviderError::internal(format!("the docker daemon failed on {what}"), e),
         }
     }
 }

@@ -67,35 +67,21 @@ fn new_token() -> String {
         .collect()
 }
 
-/// Runs a command to completion, collecting its output.
+/// Runs a command to completion, collecting its output (the file helper
+/// scripts use it).
 pub(crate) async fn run(
     inner: &Arc<Inner>,
     id: &SandboxId,
     spec: &ExecSpec,
 ) -> Result<ExecOutput, ProviderError> {
-    let mut session = start(inner, id, spec, StreamOptions::default()).await?;
-    let mut out = ExecOutput::default();
-    while let Some(ev) = session.output.recv().await {
-        match ev {
-            ExecEvent::Output(StreamKind::Stdout, b) => out.stdout.extend_from_slice(&b),
-            ExecEvent::Output(StreamKind::Stderr, b) => out.stderr.extend_from_slice(&b),
-            ExecEvent::Exit {
-                exit_code,
-                duration,
-                timed_out,
-            } => {
-                if timed_out {
-                    return Err(ProviderError::ExecTimeout(spec.timeout));
-                }
-                out.exit_code = exit_code;
-                out.duration = duration;
-                return Ok(out);
-            }
-        }
-    }
-    Err(ProviderError::Other(format!(
-        "exec in sandbox {id} ended without an exit status"
-    )))
+    let session = start(inner, id, spec, StreamOptions::default()).await?;
+    crate::exec::collect(session, spec)
+        .await
+        .unwrap_or_else(|| {
+            Err(ProviderError::unavailable(format!(
+                "lost the exec stream of sandbox {id} before the command ended"
+            )))
+        })
 }
 
 /// Starts a command and spawns the task that pumps its output, enforces
@@ -219,7 +205,7 @@ async fn start_exec(
             output,
             input,
         }),
-        Ok(StartExecResults::Detached) => Err(ProviderError::Other(format!(
+        Ok(StartExecResults::Detached) => Err(ProviderError::failed(format!(
             "{what}: exec started detached"
         ))),
         Err(e) => Err(exec_error(inner, e, id)),
@@ -231,7 +217,7 @@ fn exec_error(inner: &Inner, e: bollard::errors::Error, id: &SandboxId) -> Provi
         return ProviderError::NotFound(format!("sandbox {id}"));
     }
     if is_not_running(&e) {
-        return ProviderError::Other(format!("sandbox {id} is not running"));
+        return ProviderError::Conflict(format!("sandbox {id} is not running"));
     }
     inner.client.map(e, &format!("sandbox {id}"))
 }
@@ -292,17 +278,18 @@ pub(crate) async fn signal_tree(docker: &Docker, container: &str, token: &str, s
 }
 
 /// Exit code of a finished exec; waits briefly for Docker to record it.
-async fn exit_code(docker: &Docker, exec_id: &str) -> i32 {
+/// `None`: Docker no longer knows the exec (its container was removed).
+async fn exit_code(docker: &Docker, exec_id: &str) -> Option<i32> {
     for _ in 0..250 {
         match docker.inspect_exec(exec_id).await {
             Ok(info) if info.running != Some(true) => {
-                return info.exit_code.map_or(-1, |c| c as i32);
+                return Some(info.exit_code.map_or(-1, |c| c as i32));
             }
             Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(_) => return -1,
+            Err(_) => return None,
         }
     }
-    -1
+    Some(-1)
 }
 
 /// The task that owns a running exec.
@@ -450,7 +437,11 @@ impl Pump {
         };
         drop(input);
         drop(output);
-        let exit_code = exit_code(&self.docker, &exec_id).await;
+        // Without an exit status the session just ends: the sandbox went
+        // away under the command (see `Provider::exec_stream`).
+        let Some(exit_code) = exit_code(&self.docker, &exec_id).await else {
+            return;
+        };
         let _ = self
             .tx
             .send(ExecEvent::Exit {

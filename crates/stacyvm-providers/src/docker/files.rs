@@ -22,8 +22,7 @@ use stacyvm_core::{ExecOutput, FileInfo, FileMode, SandboxId};
 use super::archive::{FirstEntry, TarBuilder, TarReader};
 use super::client::is_no_such_container;
 use super::{Inner, container_name, exec};
-use crate::hostfs::SandboxFiles;
-use crate::{ByteStream, ExecSpec, ProviderError};
+use crate::{ByteStream, ExecSpec, ProviderError, SandboxFiles};
 
 /// Symlinks followed when reading before giving up.
 const MAX_LINK_HOPS: usize = 16;
@@ -178,17 +177,17 @@ impl Inner {
                 "{op} {path}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))),
-            c => Err(ProviderError::Other(format!(
-                "{op} {path} failed (exit {c}): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))),
+            c => Err(ProviderError::internal(
+                format!("{op} {path} failed (exit {c})"),
+                crate::Private(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            )),
         }
     }
 }
 
 #[async_trait]
 impl SandboxFiles for Arc<Inner> {
-    async fn write_file(
+    async fn write(
         &self,
         id: &SandboxId,
         path: &str,
@@ -260,7 +259,7 @@ impl SandboxFiles for Arc<Inner> {
         }
     }
 
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
+    async fn read(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
         let mut path = clean_path(path)?;
         let docker = self.client.get()?;
         let name = container_name(id);
@@ -293,7 +292,7 @@ impl SandboxFiles for Arc<Inner> {
         )))
     }
 
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
+    async fn stat(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
         let path = clean_path(path)?;
         let docker = self.client.get()?;
         let opts = ContainerArchiveInfoOptions { path: path.clone() };
@@ -318,7 +317,7 @@ impl SandboxFiles for Arc<Inner> {
         })
     }
 
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
+    async fn list(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
         let dir = clean_path(path)?;
         // Prints the names NUL-separated, an empty record, then one
         // `SIZE HEXMODE MTIME` line per name (lstat, links not followed).
@@ -338,7 +337,7 @@ exec stat -c '%s %f %Y' -- "$@""#;
         parse_listing(&dir, &out.stdout)
     }
 
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
+    async fn rename(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
         let from = clean_path(from)?;
         let to = clean_path(to)?;
         if from == "/" || to == "/" {
@@ -350,7 +349,7 @@ mkdir -p -- "$(dirname -- "$2")" && exec mv -f -- "$1" "$2""#;
         Inner::script_result(&out, &from, "move")
     }
 
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
+    async fn chmod(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
         let path = clean_path(path)?;
         if mode > 0o7777 {
             return Err(ProviderError::InvalidInput(format!(
@@ -365,7 +364,7 @@ exec chmod "$2" -- "$1""#;
         Inner::script_result(&out, &path, "chmod")
     }
 
-    async fn delete_file(
+    async fn delete(
         &self,
         id: &SandboxId,
         path: &str,
@@ -396,7 +395,7 @@ fi"#;
         let magic = |c: &str| c.contains(['*', '?', '[']);
         let Some(first) = comps.iter().position(|c| magic(c)) else {
             // No wildcard: the path itself, if it exists.
-            return match self.stat_file(id, &pat).await {
+            return match self.stat(id, &pat).await {
                 Ok(_) => Ok(vec![pat]),
                 Err(ProviderError::NotFound(p)) if p == pat => Ok(vec![]),
                 Err(e) => Err(e),
@@ -438,7 +437,7 @@ fn parse_listing(dir: &str, out: &[u8]) -> Result<Vec<FileInfo>, ProviderError> 
     if out.is_empty() {
         return Ok(Vec::new());
     }
-    let bad = || ProviderError::Other(format!("unexpected listing output for {dir}"));
+    let bad = || ProviderError::failed(format!("unexpected listing output for {dir}"));
     let split = out.windows(2).position(|w| w == b"\0\0").ok_or_else(bad)?;
     let names: Vec<&[u8]> = out[..split].split(|b| *b == 0).collect();
     let stats: Vec<&str> = std::str::from_utf8(&out[split + 2..])

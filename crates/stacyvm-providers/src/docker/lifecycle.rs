@@ -145,12 +145,7 @@ impl Inner {
             match item {
                 Ok(_) => {}
                 Err(e) if is_connection_error(&e) => return Err(self.client.unavailable(&e)),
-                Err(e) => {
-                    return Err(ProviderError::Other(format!(
-                        "image {image} is not present and pulling it failed: {}",
-                        docker_message(&e)
-                    )));
-                }
+                Err(e) => return Err(pull_error(image, &docker_message(&e))),
             }
         }
         Ok(())
@@ -180,7 +175,7 @@ impl Inner {
             let err = self.client.map(e, &format!("sandbox {}", spec.id));
             // Leave nothing half-made behind.
             if let Err(e) = self.destroy(&spec.id).await {
-                tracing::warn!(sandbox_id = %spec.id, error = %e, "cleanup after failed start");
+                tracing::warn!(sandbox_id = %spec.id, error = %stacyvm_core::ErrorChain(&e), "cleanup after failed start");
             }
             return Err(err);
         }
@@ -273,19 +268,17 @@ impl Inner {
     pub(crate) async fn health(&self) -> HealthReport {
         let docker = match self.client.get() {
             Ok(d) => d,
-            Err(e) => return HealthReport::failed(unavailable_text(e)),
+            Err(e) => return unhealthy(e),
         };
         let ping = tokio::time::timeout(Duration::from_secs(5), docker.ping()).await;
         match ping {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return HealthReport::failed(unavailable_text(self.client.map(e, "ping")));
-            }
+            Ok(Err(e)) => return unhealthy(self.client.map(e, "ping")),
             Err(_) => {
-                return HealthReport::failed(format!(
-                    "docker daemon at {} did not answer a ping within 5s",
-                    self.client.socket()
-                ));
+                return HealthReport::failed(
+                    "the docker daemon (providers.docker.socket) did not answer a ping within 5s",
+                )
+                .with_detail(format!("daemon at {}", self.client.socket()));
             }
         }
         // A runtime the daemon does not know would fail every spawn.
@@ -297,18 +290,18 @@ impl Inner {
                     .is_some_and(|r| r.contains_key(&self.config.runtime));
                 if !known {
                     return HealthReport::failed(format!(
-                        "docker runtime {} is not registered with the daemon at {}; register it in /etc/docker/daemon.json (runsc: install gVisor, see docs/docker.md)",
+                        "docker runtime {} (providers.docker.runtime) is not registered with the daemon; register it in the daemon's daemon.json (runsc: install gVisor, see docs/docker.md)",
                         self.config.runtime,
-                        self.client.socket()
-                    ));
+                    ))
+                    .with_detail(format!("daemon at {}", self.client.socket()));
                 }
                 HealthReport::ok()
             }
-            Ok(Err(e)) => HealthReport::failed(unavailable_text(self.client.map(e, "info"))),
-            Err(_) => HealthReport::failed(format!(
-                "docker daemon at {} did not answer /info within 5s",
-                self.client.socket()
-            )),
+            Ok(Err(e)) => unhealthy(self.client.map(e, "info")),
+            Err(_) => HealthReport::failed(
+                "the docker daemon (providers.docker.socket) did not answer /info within 5s",
+            )
+            .with_detail(format!("daemon at {}", self.client.socket())),
         }
     }
 
@@ -374,11 +367,36 @@ impl Inner {
     }
 }
 
-fn unavailable_text(e: ProviderError) -> String {
-    match e {
-        ProviderError::Unavailable(m) => m,
-        e => e.to_string(),
+/// What a failed pull means for the client: the registry does not know
+/// the image (404), or it failed or could not be reached (502). The
+/// daemon reports both as text.
+fn pull_error(image: &str, message: &str) -> ProviderError {
+    let m = message.to_ascii_lowercase();
+    let unknown = [
+        "manifest unknown",
+        "name unknown",
+        "not found",
+        "repository does not exist",
+        "pull access denied",
+    ];
+    if unknown.iter().any(|u| m.contains(u)) {
+        return ProviderError::NotFound(format!("image {image}"));
     }
+    ProviderError::upstream(
+        format!("cannot pull image {image}: {}", message.trim()),
+        None,
+    )
+}
+
+/// A failed health check from an error: its public message for clients,
+/// its whole chain (with the daemon address) for the log.
+fn unhealthy(e: ProviderError) -> HealthReport {
+    let detail = stacyvm_core::ErrorChain(&e).to_string();
+    let public = match e {
+        ProviderError::Unavailable { message, .. } => message,
+        e => e.to_string(),
+    };
+    HealthReport::failed(public).with_detail(detail)
 }
 
 fn docker_message(e: &bollard::errors::Error) -> String {
@@ -405,6 +423,21 @@ mod tests {
             ("reg.example:5000/a/b".into(), Some("latest".into()))
         );
         assert_eq!(image_ref("a@sha256:00"), ("a@sha256:00".into(), None));
+    }
+
+    #[test]
+    fn pull_errors_say_unknown_image_or_registry_failure() {
+        let e = pull_error(
+            "127.0.0.1:5000/nope:1",
+            "manifest for 127.0.0.1:5000/nope:1 not found: manifest unknown: manifest unknown",
+        );
+        assert!(matches!(e, ProviderError::NotFound(_)), "{e:?}");
+        let e = pull_error(
+            "127.0.0.1:5999/x:1",
+            "Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused",
+        );
+        assert!(matches!(e, ProviderError::Upstream { .. }), "{e:?}");
+        assert!(e.to_string().contains("connection refused"), "{e}");
     }
 
     #[test]

@@ -13,14 +13,15 @@ mod lifecycle;
 
 use std::sync::Arc;
 
-use stacyvm_core::{Capability, ExecOutput, SandboxId};
+use async_trait::async_trait;
+use stacyvm_core::{Capability, SandboxId};
 
 pub use config::{DEFAULT_SOCKET, DockerConfig, RegistryAuth};
 pub use exec::EXEC_TOKEN_VAR;
 
 use crate::{
-    ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
-    SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, Provider, ProviderError, ResourceUsage, RuntimeInfo,
+    RuntimeStatus, SandboxFiles, SpawnSpec, StreamOptions,
 };
 
 /// Prefix of every label the provider sets.
@@ -73,15 +74,9 @@ impl DockerProvider {
     pub fn config(&self) -> &DockerConfig {
         &self.inner.config
     }
-
-    /// Where the file operations of the `Provider` impl go.
-    fn files(&self) -> &Arc<Inner> {
-        &self.inner
-    }
 }
 
-crate::hostfs::provider_impl! {
-files = DockerProvider::files;
+#[async_trait]
 impl Provider for DockerProvider {
     fn name(&self) -> &str {
         &self.inner.name
@@ -93,8 +88,8 @@ impl Provider for DockerProvider {
 
     fn config_summary(&self) -> serde_json::Value {
         let c = &self.inner.config;
+        // No daemon address: the summary is shown to clients.
         serde_json::json!({
-            "socket": self.inner.client.socket(),
             "runtime": c.runtime,
             "network_mode": c.network_mode,
             "read_only_rootfs": c.read_only_rootfs,
@@ -117,10 +112,6 @@ impl Provider for DockerProvider {
         self.inner.destroy(id).await
     }
 
-    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
-        exec::run(&self.inner, id, spec).await
-    }
-
     async fn exec_stream(
         &self,
         id: &SandboxId,
@@ -128,6 +119,10 @@ impl Provider for DockerProvider {
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
         exec::start(&self.inner, id, spec, options).await
+    }
+
+    fn files(&self) -> &dyn SandboxFiles {
+        &self.inner
     }
 
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
@@ -145,5 +140,4 @@ impl Provider for DockerProvider {
     async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.inner.resource_usage(id).await
     }
-}
 }

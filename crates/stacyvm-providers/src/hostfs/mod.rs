@@ -15,7 +15,7 @@
 
 mod glob;
 mod path;
-#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
+#[cfg(any(feature = "mock", feature = "native"))]
 mod rooted;
 
 use std::io::{self, Write};
@@ -36,8 +36,6 @@ pub use self::glob::MAX_GLOB_RESULTS;
 pub use self::path::SandboxPath;
 #[cfg(any(feature = "mock", feature = "native"))]
 pub(crate) use self::rooted::HostRooted;
-#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
-pub(crate) use self::rooted::{SandboxFiles, provider_impl};
 
 /// Size of the chunks a read streams.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -187,13 +185,13 @@ impl HostFs {
                 if e.kind() == io::ErrorKind::NotFound {
                     ProviderError::NotFound("sandbox root".into())
                 } else {
-                    ProviderError::Other(format!("cannot open sandbox root: {e}"))
+                    ProviderError::internal("cannot open the sandbox root", e)
                 }
             })?;
             f(&dir)
         })
         .await
-        .map_err(|e| ProviderError::Other(format!("file task failed: {e}")))?
+        .map_err(|e| ProviderError::internal("the file operation failed", e))?
     }
 }
 
@@ -404,7 +402,7 @@ pub(crate) fn map_io(e: io::Error, path: &str) -> ProviderError {
             Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() => {
                 ProviderError::InvalidInput(format!("invalid operation on {path}"))
             }
-            _ => ProviderError::Other(format!("{path}: {e}")),
+            _ => ProviderError::internal(format!("file operation on {path} failed"), e),
         },
     }
 }

@@ -143,7 +143,7 @@ pub(super) fn start(
     let pgid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
-        .ok_or_else(|| ProviderError::Other(format!("{program}: exited before it started")))?;
+        .ok_or_else(|| ProviderError::failed(format!("{program}: exited before it started")))?;
     observer.started(pgid);
 
     let (input, input_task) = match stdin {

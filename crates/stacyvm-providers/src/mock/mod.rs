@@ -12,23 +12,22 @@ mod exec;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Capability, ExecOutput, SandboxId, StreamKind};
+use stacyvm_core::{Capability, SandboxId};
 
 use self::exec::{Launch, Observer, Outcome};
 use crate::hostfs::{HostFs, HostRooted, SandboxPath};
+use crate::lifecycle_marks::LifecycleMarks;
 use crate::{
-    ExecEvent, ExecSession, ExecSpec, HealthReport, ProviderError, RuntimeInfo, RuntimeStatus,
-    SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, Private, Provider, ProviderError, RuntimeInfo,
+    RuntimeStatus, SandboxFiles, SpawnSpec, StreamOptions,
 };
-
-/// Most bytes of each of stdout and stderr a synchronous exec keeps; the
-/// rest is read and dropped so the command is not blocked.
-const MAX_CAPTURE: usize = 32 * 1024 * 1024;
 
 /// Log lines kept per sandbox.
 const LOG_RING: usize = 1000;
@@ -45,9 +44,13 @@ pub struct MockProvider {
 
 #[derive(Debug)]
 struct Inner {
+    name: String,
     base: PathBuf,
+    /// Set by tests: the backend "is down" (see [`MockProvider::set_failing`]).
+    failing: AtomicBool,
     sandboxes: Mutex<HashMap<SandboxId, Arc<MockSandbox>>>,
-    destroyed: Mutex<HashSet<SandboxId>>,
+    /// Sandboxes being destroyed or destroyed by this process.
+    marks: LifecycleMarks,
 }
 
 /// What is recorded beside each sandbox directory, so a restarted server
@@ -121,22 +124,44 @@ impl MockProvider {
     /// A provider keeping its sandboxes under `base` (created if needed).
     /// Sandboxes a previous instance left there are adopted.
     pub fn new(base: impl Into<PathBuf>) -> Result<Self, ProviderError> {
+        Self::named("mock", base)
+    }
+
+    /// [`MockProvider::new`] under another provider name (several mocks in
+    /// one server, in tests).
+    pub fn named(name: impl Into<String>, base: impl Into<PathBuf>) -> Result<Self, ProviderError> {
         let base = base.into();
         std::fs::create_dir_all(&base).map_err(|e| {
-            ProviderError::Unavailable(format!(
-                "cannot create mock base directory {}: {e}",
-                base.display()
-            ))
+            ProviderError::unavailable_from(
+                "cannot create the mock base directory (providers.mock.base_dir)",
+                Private::at(base.display(), e),
+            )
         })?;
         let provider = MockProvider {
             inner: Arc::new(Inner {
+                name: name.into(),
                 base,
+                failing: AtomicBool::new(false),
                 sandboxes: Mutex::new(HashMap::new()),
-                destroyed: Mutex::new(HashSet::new()),
+                marks: LifecycleMarks::default(),
             }),
         };
         provider.adopt_existing();
         Ok(provider)
+    }
+
+    /// Fault injection for tests: while `failing`, spawn, destroy, exec and
+    /// the file operations fail with `Unavailable` and health reports the
+    /// provider down; status, inventory and logs keep answering.
+    pub fn set_failing(&self, failing: bool) {
+        self.inner.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check_up(&self) -> Result<(), ProviderError> {
+        if self.inner.failing.load(Ordering::SeqCst) {
+            return Err(ProviderError::unavailable("switched off by the test"));
+        }
+        Ok(())
     }
 
     /// The default base directory: `$TMPDIR/stacyvm-mock`.
@@ -195,31 +220,21 @@ impl MockProvider {
         if let Some(sb) = self.sandboxes().get(id) {
             return Ok(sb.clone());
         }
-        let destroyed = self
-            .inner
-            .destroyed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id);
-        Err(if destroyed {
-            ProviderError::Destroyed(id.to_string())
-        } else {
-            ProviderError::NotFound(format!("sandbox {id}"))
-        })
+        Err(self.inner.marks.gone(id))
     }
 }
 
 impl HostRooted for MockProvider {
     fn host_fs(&self, id: &SandboxId) -> Result<HostFs, ProviderError> {
+        self.check_up()?;
         Ok(self.get(id)?.fs.clone())
     }
 }
 
-crate::hostfs::provider_impl! {
-files = std::convert::identity;
+#[async_trait]
 impl Provider for MockProvider {
     fn name(&self) -> &str {
-        "mock"
+        &self.inner.name
     }
 
     fn capabilities(&self) -> Vec<Capability> {
@@ -228,12 +243,12 @@ impl Provider for MockProvider {
 
     fn config_summary(&self) -> serde_json::Value {
         serde_json::json!({
-            "base_dir": self.inner.base.display().to_string(),
             "isolation": "none (development and tests only)",
         })
     }
 
     async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
+        self.check_up()?;
         let id = &spec.id;
         if self.sandboxes().contains_key(id) {
             return Err(ProviderError::InvalidInput(format!(
@@ -247,22 +262,19 @@ impl Provider for MockProvider {
         };
         let root = self.sandbox_root(id);
         let record_path = self.record_path(id);
-        let json = serde_json::to_vec(&record).map_err(ProviderError::other)?;
+        let json = serde_json::to_vec(&record)
+            .map_err(|e| ProviderError::internal(format!("cannot record sandbox {id}"), e))?;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir(&root)?;
             std::fs::write(record_path, json)
         })
         .await
-        .map_err(ProviderError::other)?
-        .map_err(|e| ProviderError::Other(format!("cannot create sandbox {id}: {e}")))?;
+        .map_err(|e| ProviderError::internal(format!("cannot create sandbox {id}"), e))?
+        .map_err(|e| ProviderError::internal(format!("cannot create sandbox {id}"), e))?;
         let sb = self.make_sandbox(id, record);
         sb.log(format!("spawned (image {}, isolation: none)", spec.image));
         self.sandboxes().insert(id.clone(), sb);
-        self.inner
-            .destroyed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.inner.marks.spawned(id);
         tracing::debug!(sandbox_id = %id, provider = "mock", "spawned");
         Ok(())
     }
@@ -279,18 +291,15 @@ impl Provider for MockProvider {
     }
 
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.check_up()?;
+        self.inner.marks.destroying(id);
         let sb = self.sandboxes().remove(id);
-        self.inner
-            .destroyed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone());
         if let Some(sb) = &sb {
             sb.kill_all();
         }
         let root = self.sandbox_root(id);
         let record = self.record_path(id);
-        tokio::task::spawn_blocking(move || {
+        let removed = tokio::task::spawn_blocking(move || {
             let gone = |r: std::io::Result<()>| match r {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -299,44 +308,14 @@ impl Provider for MockProvider {
             gone(std::fs::remove_file(&record))
         })
         .await
-        .map_err(ProviderError::other)?
-        .map_err(|e| ProviderError::Other(format!("cannot remove sandbox {id}: {e}")))?;
+        .map_err(|e| ProviderError::internal(format!("cannot remove sandbox {id}"), e))
+        .and_then(|r| {
+            r.map_err(|e| ProviderError::internal(format!("cannot remove sandbox {id}"), e))
+        });
+        self.inner.marks.destroy_ended(id, removed.is_ok());
+        removed?;
         tracing::debug!(sandbox_id = %id, provider = "mock", "destroyed");
         Ok(())
-    }
-
-    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
-        let mut session = self.exec_stream(id, spec, StreamOptions::default()).await?;
-        let mut out = ExecOutput::default();
-        while let Some(ev) = session.output.recv().await {
-            match ev {
-                ExecEvent::Output(kind, b) => {
-                    let buf = match kind {
-                        StreamKind::Stdout => &mut out.stdout,
-                        StreamKind::Stderr => &mut out.stderr,
-                    };
-                    let room = MAX_CAPTURE.saturating_sub(buf.len());
-                    buf.extend_from_slice(&b[..b.len().min(room)]);
-                }
-                ExecEvent::Exit {
-                    timed_out: true, ..
-                } => {
-                    return Err(ProviderError::ExecTimeout(spec.timeout));
-                }
-                ExecEvent::Exit {
-                    exit_code,
-                    duration,
-                    ..
-                } => {
-                    out.exit_code = exit_code;
-                    out.duration = duration;
-                    return Ok(out);
-                }
-            }
-        }
-        Err(ProviderError::Other(format!(
-            "exec in sandbox {id} ended without an exit status"
-        )))
     }
 
     async fn exec_stream(
@@ -345,6 +324,7 @@ impl Provider for MockProvider {
         spec: &ExecSpec,
         options: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
+        self.check_up()?;
         let sb = self.get(id)?;
         let workdir = if spec.workdir.is_empty() {
             "/"
@@ -378,6 +358,10 @@ impl Provider for MockProvider {
         exec::start(launch, sb)
     }
 
+    fn files(&self) -> &dyn SandboxFiles {
+        self
+    }
+
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         let sb = self.get(id)?;
         let logs = sb.logs.lock().unwrap_or_else(|e| e.into_inner());
@@ -386,7 +370,10 @@ impl Provider for MockProvider {
     }
 
     async fn health(&self) -> HealthReport {
-        HealthReport::ok()
+        match self.check_up() {
+            Ok(()) => HealthReport::ok(),
+            Err(e) => HealthReport::failed(e.to_string()),
+        }
     }
 
     async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
@@ -408,7 +395,6 @@ impl Provider for MockProvider {
         list.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(Some(list))
     }
-}
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::Provider;
+use crate::{ExecEvent, Provider};
+use stacyvm_core::StreamKind;
 
 fn spawn_spec(id: &SandboxId) -> SpawnSpec {
     SpawnSpec {
@@ -26,6 +27,7 @@ fn sh(script: &str) -> ExecSpec {
         env: BTreeMap::new(),
         workdir: String::new(),
         timeout: Duration::from_secs(30),
+        ..Default::default()
     }
 }
 
@@ -81,7 +83,8 @@ async fn a_new_provider_adopts_sandboxes_left_in_its_base_dir() {
     {
         let p = MockProvider::new(base.path()).unwrap();
         p.spawn(&spawn_spec(&id)).await.unwrap();
-        p.write_file(&id, "/kept.txt", Bytes::from_static(b"kept"), None)
+        p.files()
+            .write(&id, "/kept.txt", Bytes::from_static(b"kept"), None)
             .await
             .unwrap();
     }

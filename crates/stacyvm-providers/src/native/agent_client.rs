@@ -10,16 +10,21 @@ use stacyvm_agent::{
     AgentInfo, ExitStatus, Frame, FrameKind, PROTOCOL_VERSION, Request, Response, SignalRequest,
     WindowSize,
 };
-use stacyvm_core::StreamKind;
+use stacyvm_core::{SandboxId, StreamKind};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::{ExecEvent, ExecInput, ProviderError};
+use crate::{ExecEvent, ExecInput, Private, ProviderError};
 
-fn conn_err(sock: &Path, e: impl std::fmt::Display) -> ProviderError {
-    ProviderError::Unavailable(format!("sandbox agent at {}: {e}", sock.display()))
+/// The agent of sandbox `id` did not answer properly. The socket path is
+/// for the log only.
+fn conn_err(id: &SandboxId, sock: &Path, e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::unavailable_from(
+        format!("the agent of sandbox {id} did not answer"),
+        Private::at(sock.display(), e),
+    )
 }
 
 /// Connects to the agent's socket without following a link: under runsc
@@ -51,36 +56,40 @@ async fn send(w: &mut OwnedWriteHalf, frame: &Frame) -> std::io::Result<()> {
 }
 
 /// Asks the agent who it is.
-pub async fn info(sock: &Path) -> Result<AgentInfo, ProviderError> {
-    let stream = connect(sock).await.map_err(|e| conn_err(sock, e))?;
+pub async fn info(id: &SandboxId, sock: &Path) -> Result<AgentInfo, ProviderError> {
+    let stream = connect(sock).await.map_err(|e| conn_err(id, sock, e))?;
     let (mut r, mut w) = stream.into_split();
     let req = Request::Info {
         protocol: PROTOCOL_VERSION,
     };
     send(&mut w, &Frame::json(FrameKind::Request, &req))
         .await
-        .map_err(|e| conn_err(sock, e))?;
+        .map_err(|e| conn_err(id, sock, e))?;
     match read_frame_async(&mut r).await {
         Ok(Some(f)) if f.kind == FrameKind::Response => match f.parse::<Response>() {
             Ok(Response::Info(i)) => Ok(i),
-            Ok(other) => Err(conn_err(sock, format!("unexpected answer {other:?}"))),
-            Err(e) => Err(conn_err(sock, e)),
+            Ok(other) => Err(conn_err(id, sock, format!("unexpected answer {other:?}"))),
+            Err(e) => Err(conn_err(id, sock, e)),
         },
-        Ok(_) => Err(conn_err(sock, "closed without answering")),
-        Err(e) => Err(conn_err(sock, e)),
+        Ok(_) => Err(conn_err(id, sock, "closed without answering")),
+        Err(e) => Err(conn_err(id, sock, e)),
     }
 }
 
 /// Polls [`info`] until the agent answers or `timeout` passes.
-pub async fn wait_ready(sock: &Path, timeout: Duration) -> Result<AgentInfo, ProviderError> {
+pub async fn wait_ready(
+    id: &SandboxId,
+    sock: &Path,
+    timeout: Duration,
+) -> Result<AgentInfo, ProviderError> {
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(1);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let err = match tokio::time::timeout(left, info(sock)).await {
+        let err = match tokio::time::timeout(left, info(id, sock)).await {
             Ok(Ok(i)) => return Ok(i),
             Ok(Err(e)) => e,
-            Err(_) => conn_err(sock, "no answer"),
+            Err(_) => conn_err(id, sock, "no answer"),
         };
         if Instant::now() >= deadline {
             return Err(err);
@@ -98,54 +107,30 @@ pub struct Started {
 }
 
 /// Connects and starts `req`.
-pub async fn start(sock: &Path, req: stacyvm_agent::ExecRequest) -> Result<Started, ProviderError> {
-    let stream = connect(sock).await.map_err(|e| conn_err(sock, e))?;
+pub async fn start(
+    id: &SandboxId,
+    sock: &Path,
+    req: stacyvm_agent::ExecRequest,
+) -> Result<Started, ProviderError> {
+    let stream = connect(sock).await.map_err(|e| conn_err(id, sock, e))?;
     let (mut read, mut write) = stream.into_split();
     send(
         &mut write,
         &Frame::json(FrameKind::Request, &Request::Exec(req)),
     )
     .await
-    .map_err(|e| conn_err(sock, e))?;
+    .map_err(|e| conn_err(id, sock, e))?;
     match read_frame_async(&mut read).await {
         Ok(Some(f)) if f.kind == FrameKind::Response => match f.parse::<Response>() {
             Ok(Response::Started { .. }) => Ok(Started { read, write }),
-            Ok(Response::Error { message }) => Err(ProviderError::Other(format!(
-                "sandbox agent refused the command: {message}"
+            Ok(Response::Error { message }) => Err(ProviderError::failed(format!(
+                "the agent of sandbox {id} refused the command: {message}"
             ))),
-            Ok(other) => Err(conn_err(sock, format!("unexpected answer {other:?}"))),
-            Err(e) => Err(conn_err(sock, e)),
+            Ok(other) => Err(conn_err(id, sock, format!("unexpected answer {other:?}"))),
+            Err(e) => Err(conn_err(id, sock, e)),
         },
-        Ok(_) => Err(conn_err(sock, "closed without answering")),
-        Err(e) => Err(conn_err(sock, e)),
-    }
-}
-
-/// Output of one exec read to the end.
-#[derive(Debug, Default)]
-pub struct Collected {
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub exit: ExitStatus,
-}
-
-/// Reads frames until `Exit`.
-pub async fn collect(mut s: Started, sock: &Path) -> Result<Collected, ProviderError> {
-    let mut out = Collected::default();
-    loop {
-        match read_frame_async(&mut s.read).await {
-            Ok(Some(f)) => match f.kind {
-                FrameKind::Stdout => out.stdout.extend_from_slice(&f.payload),
-                FrameKind::Stderr => out.stderr.extend_from_slice(&f.payload),
-                FrameKind::Exit => {
-                    out.exit = f.parse().map_err(|e| conn_err(sock, e))?;
-                    return Ok(out);
-                }
-                _ => {}
-            },
-            Ok(None) => return Err(conn_err(sock, "connection closed before the command ended")),
-            Err(e) => return Err(conn_err(sock, e)),
-        }
+        Ok(_) => Err(conn_err(id, sock, "closed without answering")),
+        Err(e) => Err(conn_err(id, sock, e)),
     }
 }
 
@@ -184,10 +169,12 @@ pub async fn pump(
                         }
                         _ => continue,
                     },
+                    // No exit status: the session just ends (see
+                    // `Provider::exec_stream`), so a sandbox destroyed under
+                    // the command is told apart from a command that failed.
                     Ok(None) | Err(_) => {
                         let note = Bytes::from_static(b"lost the connection to the sandbox agent\n");
                         let _ = out.send(ExecEvent::Output(StreamKind::Stderr, note)).await;
-                        let _ = out.send(ExecEvent::Exit { exit_code: -1, duration: Duration::ZERO, timed_out: false }).await;
                         return;
                     }
                 };

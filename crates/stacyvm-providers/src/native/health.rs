@@ -60,30 +60,68 @@ pub fn has_overlayfs() -> bool {
         .unwrap_or(false)
 }
 
+/// One thing the host lacks: what clients are told (names config keys and
+/// packages, never host paths) and, for the log, the host specifics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub public: String,
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    fn new(public: impl Into<String>) -> Self {
+        Problem {
+            public: public.into(),
+            detail: None,
+        }
+    }
+
+    fn with_detail(public: impl Into<String>, detail: impl Into<String>) -> Self {
+        Problem {
+            public: public.into(),
+            detail: Some(detail.into()),
+        }
+    }
+}
+
 /// Every problem found, in the order an admin should fix them.
-pub fn problems(runtime: &str, agent: Option<&Path>, data_dir: &Path) -> Vec<String> {
+pub fn problems(runtime: &str, agent: Option<&Path>, data_dir: &Path) -> Vec<Problem> {
     let mut out = Vec::new();
     if !is_root() {
-        out.push(not_root_problem());
+        out.push(Problem::new(not_root_problem()));
     }
     let name = runtime.rsplit('/').next().unwrap_or(runtime);
     if find_binary(runtime).is_none() {
-        out.push(format!(
-            "OCI runtime {runtime} not found: {}",
-            install_hint(name)
+        out.push(Problem::with_detail(
+            format!(
+                "OCI runtime {name} (providers.native.runtime) not found: {}",
+                install_hint(name)
+            ),
+            format!("runtime {runtime} not found"),
         ));
     }
     if !has_overlayfs() {
-        out.push("the kernel has no overlayfs: load it with `modprobe overlay`".into());
+        out.push(Problem::new(
+            "the kernel has no overlayfs: load it with `modprobe overlay`",
+        ));
     }
     if let Some(p) = cgroup::problem() {
-        out.push(p);
+        out.push(Problem::new(p));
     }
     if let Err(e) = agent_path::find(agent) {
-        out.push(e);
+        out.push(Problem::with_detail(
+            "no usable static stacyvm-agent: install it or set providers.native.agent_path (see docs/native.md)",
+            e,
+        ));
     }
     if let Err(e) = std::fs::create_dir_all(data_dir) {
-        out.push(format!("data directory {}: {e}", data_dir.display()));
+        out.push(Problem::with_detail(
+            format!(
+                "the data directory (providers.native.data_dir) cannot be created: {}",
+                e.kind()
+            ),
+            format!("{}: {e}", data_dir.display()),
+        ));
     }
     out
 }

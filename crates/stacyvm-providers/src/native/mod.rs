@@ -38,4 +38,5 @@ mod spec;
 pub use agent_path::{candidates as agent_candidates, find as find_agent};
 pub use cgroup::existing_dirs as cgroup_dirs;
 pub use config::{NativeConfig, NetworkMode};
+pub use health::find_binary as find_runtime_binary;
 pub use provider::NativeProvider;

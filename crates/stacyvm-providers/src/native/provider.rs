@@ -1,17 +1,18 @@
 //! [`NativeProvider`]: the `Provider` implementation over the image store,
 //! overlay root filesystems, the OCI runtime and the in-sandbox agent.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Capability, ExecOutput, SandboxId};
+use stacyvm_core::{Capability, ErrorChain, SandboxId};
 use tokio::sync::mpsc;
 
 use super::config::NativeConfig;
@@ -19,9 +20,10 @@ use super::image::ImageStore;
 use super::runtime::Runtime;
 use super::{agent_client, agent_path, cgroup, dynmods, health, init, rootfs, spec};
 use crate::hostfs::{HostFs, HostRooted};
+use crate::lifecycle_marks::LifecycleMarks;
 use crate::{
-    ExecSession, ExecSpec, HealthReport, ProviderError, ResourceUsage, RuntimeInfo, RuntimeStatus,
-    SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, Private, Provider, ProviderError, ResourceUsage,
+    RuntimeInfo, RuntimeStatus, SandboxFiles, SpawnSpec, StreamOptions,
 };
 
 /// Longest path a Unix socket address can hold.
@@ -75,8 +77,8 @@ struct Inner {
     runtime: Runtime,
     /// The agent binary, found at construction.
     agent: Option<PathBuf>,
-    /// Ids destroyed by this process, to answer `Destroyed` not `NotFound`.
-    destroyed: Mutex<HashSet<String>>,
+    /// Sandboxes being destroyed or destroyed by this process.
+    marks: LifecycleMarks,
     /// What became of `cgroup_favor_dynmods` (for the config summary).
     favor_dynmods: String,
 }
@@ -92,11 +94,15 @@ impl NativeProvider {
         let runtime = Runtime::new(bin, config.data_dir.join("runtime"), config.network);
         let agent = agent_path::find(config.agent_path.as_deref()).ok();
         let favor_dynmods = if config.cgroup_favor_dynmods {
+            // The summary is shown to clients: the outcome, not the mount.
             match dynmods::ensure() {
-                dynmods::Outcome::AlreadyOn(p) => format!("on ({})", p.display()),
+                dynmods::Outcome::AlreadyOn(p) => {
+                    tracing::debug!(mount = %p.display(), "cgroup favordynmods already on");
+                    "on".to_string()
+                }
                 dynmods::Outcome::TurnedOn(p) => {
                     tracing::info!(mount = %p.display(), "remounted cgroup2 with favordynmods: sandboxes join their cgroups without an RCU wait (providers.native.cgroup_favor_dynmods: false to keep the host as is)");
-                    format!("on ({}, set by stacyvm)", p.display())
+                    "on (set by stacyvm)".to_string()
                 }
                 dynmods::Outcome::Unavailable(why) => {
                     tracing::debug!(reason = %why, "cgroup favordynmods not set");
@@ -104,7 +110,7 @@ impl NativeProvider {
                 }
                 dynmods::Outcome::Refused(why) => {
                     tracing::warn!(reason = %why, "could not turn on cgroup favordynmods: each spawn waits ~10 ms longer for its cgroup move");
-                    format!("unavailable: {why}")
+                    "unavailable: the remount was refused (see the server log)".to_string()
                 }
             }
         } else {
@@ -116,7 +122,7 @@ impl NativeProvider {
                 images,
                 runtime,
                 agent,
-                destroyed: Mutex::default(),
+                marks: LifecycleMarks::default(),
                 favor_dynmods,
             }),
         })
@@ -160,20 +166,10 @@ impl NativeProvider {
     /// The paths of a live sandbox, or `NotFound`/`Destroyed`.
     fn live(&self, id: &SandboxId) -> Result<Paths, ProviderError> {
         let p = self.paths(id);
-        if p.meta.exists() {
+        if p.meta.exists() && !self.inner.marks.is_destroying(id) {
             return Ok(p);
         }
-        let destroyed = self
-            .inner
-            .destroyed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id.as_str());
-        Err(if destroyed {
-            ProviderError::Destroyed(id.to_string())
-        } else {
-            ProviderError::NotFound(format!("sandbox {id}"))
-        })
+        Err(self.inner.marks.gone(id))
     }
 
     async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
@@ -181,14 +177,18 @@ impl NativeProvider {
         // Found at start, or now if it was installed since.
         let agent = match &self.inner.agent {
             Some(a) => a.clone(),
-            None => agent_path::find(self.inner.config.agent_path.as_deref())
-                .map_err(ProviderError::Unavailable)?,
+            None => agent_path::find(self.inner.config.agent_path.as_deref()).map_err(|e| {
+                ProviderError::unavailable_from(
+                    "no usable stacyvm-agent (set providers.native.agent_path; see docs/native.md)",
+                    e,
+                )
+            })?,
         };
         if p.sock.as_os_str().len() > SUN_PATH_MAX {
-            return Err(ProviderError::InvalidInput(format!(
-                "socket path {} is too long: use a shorter providers.native.data_dir",
-                p.sock.display()
-            )));
+            return Err(ProviderError::unavailable_from(
+                "providers.native.data_dir is too long for an agent socket path: use a shorter one",
+                Private(format!("{} exceeds {SUN_PATH_MAX} bytes", p.sock.display())),
+            ));
         }
         // `ImageStore::ensure`'s future is not `Send` for every lifetime
         // (a higher-ranked closure inside the pull), which `async_trait`
@@ -196,23 +196,23 @@ impl NativeProvider {
         // Only root may reach sandbox files and agent sockets (a socket
         // is a root shell in the sandbox).
         let parent = self.inner.config.data_dir.join("sandboxes");
-        std::fs::create_dir_all(&parent).map_err(|e| io_err(&parent, e))?;
+        std::fs::create_dir_all(&parent).map_err(|e| io_err(id, &parent, e))?;
         std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| io_err(&parent, e))?;
+            .map_err(|e| io_err(id, &parent, e))?;
         let image = {
             let images = self.inner.images.clone();
             let reference = spec.image.clone();
             let rt = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || rt.block_on(images.ensure(&reference)))
                 .await
-                .map_err(ProviderError::other)??
+                .map_err(|e| ProviderError::internal("the image task failed", e))??
         };
         for d in [&p.bundle, &p.rootfs, &p.upper, &p.work] {
-            std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+            std::fs::create_dir_all(d).map_err(|e| io_err(id, d, e))?;
         }
         let socket_dir = p.socket_dir.as_deref();
         if let Some(d) = socket_dir {
-            std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+            std::fs::create_dir_all(d).map_err(|e| io_err(id, d, e))?;
         }
         self.inner.images.lease(id, &image).await?;
         let meta = Meta {
@@ -229,8 +229,15 @@ impl NativeProvider {
         let (upper, work, target) = (p.upper.clone(), p.work.clone(), p.rootfs.clone());
         tokio::task::spawn_blocking(move || rootfs::mount_overlay(&layers, &upper, &work, &target))
             .await
-            .map_err(ProviderError::other)?
-            .map_err(ProviderError::Other)?;
+            .map_err(|e| {
+                ProviderError::internal(format!("cannot mount the root of sandbox {id}"), e)
+            })?
+            .map_err(|e| {
+                ProviderError::internal(
+                    format!("cannot mount the root of sandbox {id}"),
+                    Private(e),
+                )
+            })?;
 
         let cgroups_path = cgroup::path_for(id);
         let oci = spec::build(&spec::SpecInput {
@@ -251,16 +258,22 @@ impl NativeProvider {
             env: image.config.env.clone(),
             workdir: image.config.workdir.clone().filter(|w| !w.is_empty()),
         })
-        .map_err(|e| ProviderError::Other(format!("bundle spec for {id}: {e}")))?;
+        .map_err(|e| {
+            ProviderError::internal(format!("cannot build the bundle of sandbox {id}"), e)
+        })?;
         let config_json = p.bundle.join("config.json");
-        oci.save(&config_json)
-            .map_err(|e| ProviderError::Other(format!("write {}: {e}", config_json.display())))?;
+        oci.save(&config_json).map_err(|e| {
+            ProviderError::internal(
+                format!("cannot write the bundle of sandbox {id}"),
+                Private::at(config_json.display(), e),
+            )
+        })?;
 
         let listener: Option<OwnedFd> = if socket_dir.is_none() {
             let _ = std::fs::remove_file(&p.sock);
             Some(
                 UnixListener::bind(&p.sock)
-                    .map_err(|e| io_err(&p.sock, e))?
+                    .map_err(|e| io_err(id, &p.sock, e))?
                     .into(),
             )
         } else {
@@ -270,7 +283,7 @@ impl NativeProvider {
             .create(true)
             .append(true)
             .open(&p.console)
-            .map_err(|e| io_err(&p.console, e))?;
+            .map_err(|e| io_err(id, &p.console, e))?;
         // Written before the container exists, so even a half-created
         // sandbox is listed by `inventory` and cleaned by `destroy`.
         write_meta(&p.meta, &meta)?;
@@ -281,20 +294,24 @@ impl NativeProvider {
             .run_detached(id, &p.bundle, &p.init_pid, listener.as_ref(), console)
             .await
         {
-            return Err(ProviderError::Other(format!(
-                "{msg}: {}",
-                tail(&p.console, 5).join(" | ")
-            )));
+            return Err(ProviderError::internal(
+                format!("the OCI runtime could not start sandbox {id}"),
+                Private(format!("{msg}: {}", tail(&p.console, 5).join(" | "))),
+            ));
         }
         drop(listener);
         let timeout = Duration::from_millis(self.inner.config.start_timeout_ms);
-        agent_client::wait_ready(&p.sock, timeout)
+        agent_client::wait_ready(&spec.id, &p.sock, timeout)
             .await
             .map_err(|e| {
-                ProviderError::Other(format!(
-                    "sandbox {id} did not start: {e}: {}",
-                    tail(&p.console, 5).join(" | ")
-                ))
+                ProviderError::internal(
+                    format!("sandbox {id} did not start: its agent did not answer"),
+                    Private(format!(
+                        "{}: {}",
+                        stacyvm_core::ErrorChain(&e),
+                        tail(&p.console, 5).join(" | ")
+                    )),
+                )
             })?;
         Ok(())
     }
@@ -317,41 +334,44 @@ impl NativeProvider {
         match stopped {
             init::Stopped::Exited => {
                 if let Err(e) = runtime.delete(id.as_str(), false).await {
-                    tracing::debug!(sandbox_id = %id, error = %e, "plain delete failed; forcing");
+                    tracing::debug!(sandbox_id = %id, error = %ErrorChain(&e), "plain delete failed; forcing");
                     runtime.delete(id.as_str(), true).await?;
                 }
             }
             init::Stopped::Unknown => runtime.delete(id.as_str(), true).await?,
         }
-        let (rootfs, dir) = (p.rootfs.clone(), p.dir.clone());
+        let (rootfs, dir, sid) = (p.rootfs.clone(), p.dir.clone(), id.to_string());
         tokio::task::spawn_blocking(move || -> Result<(), ProviderError> {
-            rootfs::unmount_overlay(&rootfs).map_err(ProviderError::Other)?;
+            let id = sid.as_str();
+            let failed = || format!("cannot remove the root of sandbox {id}");
+            rootfs::unmount_overlay(&rootfs)
+                .map_err(|e| ProviderError::internal(failed(), Private(e)))?;
             // Never delete through a mount: that would reach image layers.
             if super::nsexec::is_mounted(&rootfs) {
-                return Err(ProviderError::Other(format!(
-                    "{} is still mounted",
-                    rootfs.display()
-                )));
+                return Err(ProviderError::internal(
+                    failed(),
+                    Private(format!("{} is still mounted", rootfs.display())),
+                ));
             }
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io_err(&dir, e)),
+                Err(e) => Err(io_err(id, &dir, e)),
             }
         })
         .await
-        .map_err(ProviderError::other)??;
+        .map_err(|e| ProviderError::internal(format!("cannot destroy sandbox {id}"), e))??;
         // The lease goes now; collecting layers it alone kept (an image
         // removed while this sandbox ran) scans the whole cache under the
         // index lock, so it runs after destroy has answered. A collection
         // lost to a process exit happens at the next one.
         if let Err(e) = self.inner.images.drop_lease(id.as_str()).await {
-            tracing::warn!(sandbox_id = %id, error = %e, "releasing image lease");
+            tracing::warn!(sandbox_id = %id, error = %ErrorChain(&e), "releasing image lease");
         }
         let images = self.inner.images.clone();
         tokio::spawn(async move {
             if let Err(e) = images.gc().await {
-                tracing::warn!(error = %e, "image cache collection after destroy");
+                tracing::warn!(error = %ErrorChain(&e), "image cache collection after destroy");
             }
         });
         Ok(())
@@ -373,15 +393,21 @@ impl NativeProvider {
     }
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> ProviderError {
-    ProviderError::Other(format!("{}: {e}", path.display()))
+/// A host file operation on sandbox `id`'s files failed; the path is for
+/// the log only.
+fn io_err(id: &str, path: &Path, e: std::io::Error) -> ProviderError {
+    ProviderError::internal(
+        format!("sandbox {id}: a host file operation failed"),
+        Private::at(path.display(), e),
+    )
 }
 
 fn write_meta(path: &Path, meta: &Meta) -> Result<(), ProviderError> {
     let tmp = path.with_extension("json.tmp");
-    let data = serde_json::to_vec_pretty(meta).map_err(ProviderError::other)?;
-    std::fs::write(&tmp, data).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    let data = serde_json::to_vec_pretty(meta)
+        .map_err(|e| ProviderError::internal("cannot record the sandbox", e))?;
+    std::fs::write(&tmp, data).map_err(|e| io_err(&meta.id, &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(&meta.id, path, e))
 }
 
 fn read_meta(path: &Path) -> Option<Meta> {
@@ -412,8 +438,7 @@ impl HostRooted for NativeProvider {
     }
 }
 
-crate::hostfs::provider_impl! {
-files = std::convert::identity;
+#[async_trait]
 impl Provider for NativeProvider {
     fn name(&self) -> &str {
         "native"
@@ -446,12 +471,13 @@ impl Provider for NativeProvider {
         let started = std::time::Instant::now();
         match self.spawn_inner(spec, &p).await {
             Ok(()) => {
+                self.inner.marks.spawned(&spec.id);
                 tracing::debug!(sandbox_id = %spec.id, elapsed_ms = started.elapsed().as_millis() as u64, "native sandbox started");
                 Ok(())
             }
             Err(e) => {
                 if let Err(ce) = self.destroy_inner(&spec.id).await {
-                    tracing::warn!(sandbox_id = %spec.id, error = %ce, "cleaning up a failed spawn");
+                    tracing::warn!(sandbox_id = %spec.id, error = %ErrorChain(&ce), "cleaning up a failed spawn");
                 }
                 Err(e)
             }
@@ -469,29 +495,10 @@ impl Provider for NativeProvider {
     }
 
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
-        self.destroy_inner(id).await?;
-        self.inner
-            .destroyed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string());
-        Ok(())
-    }
-
-    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
-        let p = self.live(id)?;
-        let req = self.agent_request(spec, StreamOptions::default());
-        let started = agent_client::start(&p.sock, req).await?;
-        let out = agent_client::collect(started, &p.sock).await?;
-        if out.exit.timed_out {
-            return Err(ProviderError::ExecTimeout(spec.timeout));
-        }
-        Ok(ExecOutput {
-            exit_code: out.exit.exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            duration: Duration::from_millis(out.exit.duration_ms),
-        })
+        self.inner.marks.destroying(id);
+        let result = self.destroy_inner(id).await;
+        self.inner.marks.destroy_ended(id, result.is_ok());
+        result
     }
 
     async fn exec_stream(
@@ -503,7 +510,11 @@ impl Provider for NativeProvider {
         let p = self.live(id)?;
         let req = self.agent_request(spec, options);
         let wants_input = req.stdin;
-        let started = agent_client::start(&p.sock, req).await?;
+        let started = match agent_client::start(id, &p.sock, req).await {
+            Ok(s) => s,
+            // The agent goes first when a sandbox is destroyed.
+            Err(e) => return Err(self.live(id).err().unwrap_or(e)),
+        };
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = if wants_input {
             let (tx, rx) = mpsc::channel(64);
@@ -518,6 +529,10 @@ impl Provider for NativeProvider {
         })
     }
 
+    fn files(&self) -> &dyn SandboxFiles {
+        self
+    }
+
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         let p = self.live(id)?;
         Ok(tail(&p.console, lines))
@@ -527,10 +542,14 @@ impl Provider for NativeProvider {
         let c = &self.inner.config;
         let problems = health::problems(&c.runtime, c.agent_path.as_deref(), &c.data_dir);
         if problems.is_empty() {
-            HealthReport::ok()
-        } else {
-            HealthReport::failed(problems.join("; "))
+            return HealthReport::ok();
         }
+        let public: Vec<&str> = problems.iter().map(|p| p.public.as_str()).collect();
+        let detail: Vec<&str> = problems
+            .iter()
+            .filter_map(|p| p.detail.as_deref())
+            .collect();
+        HealthReport::failed(public.join("; ")).with_detail(detail.join("; "))
     }
 
     async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
@@ -538,7 +557,12 @@ impl Provider for NativeProvider {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
-            Err(e) => return Err(io_err(&dir, e)),
+            Err(e) => {
+                return Err(ProviderError::internal(
+                    "cannot list the native sandboxes",
+                    Private::at(dir.display(), e),
+                ));
+            }
         };
         let states: BTreeMap<String, String> = self
             .inner
@@ -575,5 +599,4 @@ impl Provider for NativeProvider {
         self.live(id)?;
         Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
     }
-}
 }

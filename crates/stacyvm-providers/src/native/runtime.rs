@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use super::config::NetworkMode;
 use super::nsexec::{self, ChildSetup};
-use crate::ProviderError;
+use crate::{Private, ProviderError};
 
 /// A runtime binary and its state directory.
 #[derive(Debug, Clone)]
@@ -112,7 +112,10 @@ impl Runtime {
             .stdin(Stdio::null())
             .stdout(Stdio::from(console))
             .stderr(Stdio::from(err));
-        let status = cmd.status().await.map_err(|e| self.spawn_error(e))?;
+        let status = cmd
+            .status()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
         if status.success() {
             Ok(())
         } else {
@@ -133,7 +136,7 @@ impl Runtime {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| ProviderError::Unavailable(self.spawn_error(e)))?;
+            .map_err(|e| self.spawn_error(e))?;
         if out.status.success() {
             return Ok(());
         }
@@ -141,11 +144,7 @@ impl Runtime {
         if not_found(&msg) {
             return Ok(());
         }
-        Err(ProviderError::Other(format!(
-            "{} delete {id}: {}",
-            self.bin.display(),
-            msg.trim()
-        )))
+        Err(self.failed(format!("could not remove sandbox {id}"), "delete", &msg))
     }
 
     /// The state of container `id`, `None` if the runtime does not know it.
@@ -156,21 +155,25 @@ impl Runtime {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| ProviderError::Unavailable(self.spawn_error(e)))?;
+            .map_err(|e| self.spawn_error(e))?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
             if not_found(&msg) {
                 return Ok(None);
             }
-            return Err(ProviderError::Other(format!(
-                "{} state {id}: {}",
-                self.bin.display(),
-                msg.trim()
-            )));
+            return Err(self.failed(
+                format!("could not read the state of sandbox {id}"),
+                "state",
+                &msg,
+            ));
         }
-        serde_json::from_slice(&out.stdout)
-            .map(Some)
-            .map_err(|e| ProviderError::Other(format!("{} state {id}: {e}", self.bin.display())))
+        serde_json::from_slice(&out.stdout).map(Some).map_err(|e| {
+            self.failed(
+                format!("could not read the state of sandbox {id}"),
+                "state",
+                &e,
+            )
+        })
     }
 
     /// All containers under our root.
@@ -181,24 +184,44 @@ impl Runtime {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| ProviderError::Unavailable(self.spawn_error(e)))?;
+            .map_err(|e| self.spawn_error(e))?;
         if !out.status.success() {
-            return Err(ProviderError::Other(format!(
-                "{} list: {}",
-                self.bin.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            let msg = String::from_utf8_lossy(&out.stderr);
+            return Err(self.failed("could not list the sandboxes", "list", &msg));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         if text.trim().is_empty() || text.trim() == "null" {
             return Ok(Vec::new());
         }
         serde_json::from_str(&text)
-            .map_err(|e| ProviderError::Other(format!("{} list: {e}", self.bin.display())))
+            .map_err(|e| self.failed("could not list the sandboxes", "list", &e))
     }
 
-    fn spawn_error(&self, e: std::io::Error) -> String {
-        format!("cannot run {}: {e}", self.bin.display())
+    /// The runtime binary could not be run at all.
+    fn spawn_error(&self, e: std::io::Error) -> ProviderError {
+        ProviderError::unavailable_from(
+            "the OCI runtime (providers.native.runtime) cannot be run",
+            Private::at(self.bin.display(), e),
+        )
+    }
+
+    /// A runtime call failed: `public` for clients, the runtime's own
+    /// words (with its paths) for the log.
+    fn failed(
+        &self,
+        public: impl Into<String>,
+        subcommand: &str,
+        why: &dyn std::fmt::Display,
+    ) -> ProviderError {
+        let why = why.to_string();
+        ProviderError::internal(
+            public,
+            Private(format!(
+                "{} {subcommand}: {}",
+                self.bin.display(),
+                why.trim()
+            )),
+        )
     }
 }
 

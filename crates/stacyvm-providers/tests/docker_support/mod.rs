@@ -45,6 +45,16 @@ pub async fn provider_with(config: DockerConfig) -> Option<DockerProvider> {
     Some(p)
 }
 
+/// What a client must never see from `p`: the daemon's address and socket.
+pub fn private_strings(p: &DockerProvider) -> Vec<String> {
+    let addr = p.config().socket_address();
+    let mut out = vec![addr.clone()];
+    if let Some(path) = addr.strip_prefix("unix://") {
+        out.push(path.to_string());
+    }
+    out
+}
+
 pub async fn provider(runtime: &str) -> Option<DockerProvider> {
     provider_with(DockerConfig {
         runtime: runtime.to_string(),

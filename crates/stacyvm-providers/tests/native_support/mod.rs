@@ -71,6 +71,20 @@ impl Drop for Env {
     }
 }
 
+/// What a client must never see from `p`: its data directory (sandboxes,
+/// agent sockets, runtime state), the runtime binary and the agent binary.
+pub fn private_strings(p: &NativeProvider) -> Vec<String> {
+    let c = p.config();
+    let mut out = vec![c.data_dir.display().to_string()];
+    out.extend(
+        stacyvm_providers::native::find_runtime_binary(&c.runtime).map(|b| b.display().to_string()),
+    );
+    if let Ok(agent) = stacyvm_providers::native::find_agent(c.agent_path.as_deref()) {
+        out.push(agent.display().to_string());
+    }
+    out
+}
+
 pub async fn env_with(config: impl FnOnce(&mut NativeConfig)) -> Option<Env> {
     env_with_images(ImageConfig::default(), config).await
 }
@@ -127,7 +141,7 @@ async fn provider_with(
     config(&mut cfg);
     let images = ImageStore::open(dir.join("images"), image_config).unwrap();
     let provider = NativeProvider::new(cfg, images.clone()).unwrap();
-    let HealthReport { healthy, error } = provider.health().await;
+    let HealthReport { healthy, error, .. } = provider.health().await;
     if !healthy {
         require(&error.unwrap_or_default());
         return None;

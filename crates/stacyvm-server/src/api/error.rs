@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use stacyvm_core::ErrorChain;
 use stacyvm_providers::ProviderError;
 use stacyvm_store::StoreError;
 
@@ -60,6 +61,18 @@ impl ApiError {
         tracing::error!(error = %detail, "request failed");
         Self::new(status, code, public)
     }
+
+    /// A failure the server cannot fix by itself (its backend or an
+    /// upstream): the error's public message to the client, its whole
+    /// chain, private causes included, to the log.
+    fn logged(
+        status: StatusCode,
+        code: &'static str,
+        e: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        tracing::warn!(error = %ErrorChain(e), status = status.as_u16(), "request failed");
+        Self::new(status, code, e.to_string())
+    }
 }
 
 impl From<ProviderError> for ApiError {
@@ -67,6 +80,7 @@ impl From<ProviderError> for ApiError {
         use ProviderError as P;
         match &e {
             P::NotFound(_) | P::Destroyed(_) => ApiError::not_found(e.to_string()),
+            P::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             P::InvalidInput(_) | P::Unsupported(_) => ApiError::bad_request(e.to_string()),
             P::ExecTimeout(_) => {
                 ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", e.to_string())
@@ -76,17 +90,15 @@ impl From<ProviderError> for ApiError {
                 "resource_limit",
                 e.to_string(),
             ),
-            P::Unavailable(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            ),
-            P::Other(_) => ApiError::internal(
-                "provider_error",
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e,
-                "the provider failed; see the server log for details",
-            ),
+            P::Unavailable { .. } => {
+                ApiError::logged(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e)
+            }
+            P::Upstream { .. } => ApiError::logged(StatusCode::BAD_GATEWAY, "bad_gateway", &e),
+            // The message is already safe for clients (see
+            // `ProviderError`); the cause goes to the log.
+            P::Other { .. } => {
+                ApiError::logged(StatusCode::INTERNAL_SERVER_ERROR, "provider_error", &e)
+            }
         }
     }
 }
@@ -136,12 +148,9 @@ impl From<ManagerError> for ApiError {
             M::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             M::Provider(p) => p.into(),
             M::Store(s) => s.into(),
-            M::Internal(m) => ApiError::internal(
-                "internal",
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &m,
-                "internal error; see the server log for details",
-            ),
+            M::Internal { .. } => {
+                ApiError::logged(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e)
+            }
         }
     }
 }

@@ -60,6 +60,7 @@ pub async fn exec(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         duration: round_ms(out.duration),
+        truncated: out.truncated,
     })
     .into_response())
 }

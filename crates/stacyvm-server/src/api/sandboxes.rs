@@ -9,7 +9,9 @@ use stacyvm_store::SandboxFilter;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, HeaderOwner};
-use super::model::errors::{BadRequest, Conflict, NotFound, ResourceLimit, Unavailable};
+use super::model::errors::{
+    BadGateway, BadRequest, Conflict, NotFound, ResourceLimit, Unavailable,
+};
 use super::model::{
     AdmissionDecision, ExtendRequest, ListSandboxesQuery, LogsQuery, OwnerHeader, PruneResponse,
     ResourceUsage, SandboxDetail, SpawnRequest, StatusResponse,
@@ -25,7 +27,7 @@ use crate::manager::parse_sandbox_id;
     request_body(content = Option<SpawnRequest>, description = "Every field optional; server and template defaults apply"),
     responses(
         (status = 201, description = "The sandbox, running", body = Sandbox),
-        BadRequest, NotFound, ResourceLimit, Unavailable,
+        BadRequest, NotFound, ResourceLimit, BadGateway, Unavailable,
     ),
 )]
 pub async fn spawn(

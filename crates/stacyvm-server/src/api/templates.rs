@@ -8,7 +8,9 @@ use stacyvm_core::{Sandbox, Template};
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiPath, HeaderOwner};
-use super::model::errors::{BadRequest, Conflict, NotFound, ResourceLimit, Unavailable};
+use super::model::errors::{
+    BadGateway, BadRequest, Conflict, NotFound, ResourceLimit, Unavailable,
+};
 use super::model::{OwnerHeader, StatusResponse, TemplateRequest, TemplateSpawnRequest};
 
 /// Creates a template.
@@ -107,7 +109,7 @@ pub async fn delete(
     request_body(content = Option<TemplateSpawnRequest>),
     responses(
         (status = 201, description = "The sandbox, running", body = Sandbox),
-        BadRequest, NotFound, ResourceLimit, Unavailable,
+        BadRequest, NotFound, ResourceLimit, BadGateway, Unavailable,
     ),
 )]
 pub async fn spawn(

@@ -1,8 +1,10 @@
 //! Manager errors: what went wrong, in terms the API can map to a status.
+//! As with [`ProviderError`], `Display` is for the client (no host paths,
+//! no secrets) and the private cause is the `source`, for logs.
 
 use std::time::Duration;
 
-use stacyvm_providers::ProviderError;
+use stacyvm_providers::{Detail, ProviderError};
 use stacyvm_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +29,12 @@ pub enum ManagerError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Internal(String),
+    #[error("{message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Detail>,
+    },
 }
 
 impl ManagerError {
@@ -36,6 +42,15 @@ impl ManagerError {
         ManagerError::ResourceLimit {
             message: message.into(),
             retry_after: None,
+        }
+    }
+
+    /// A failure of the server itself: `message` for the client, the cause
+    /// for the log.
+    pub fn internal(message: impl Into<String>, source: impl Into<Detail>) -> Self {
+        ManagerError::Internal {
+            message: message.into(),
+            source: Some(source.into()),
         }
     }
 }

@@ -67,6 +67,9 @@ impl Manager {
             env: req.env.clone(),
             workdir: req.workdir.clone(),
             timeout: timeout.0,
+            // Validated to fit at start-up.
+            max_output_bytes: usize::try_from(self.inner.limits.max_exec_output_bytes)
+                .unwrap_or(usize::MAX),
         })
     }
 

@@ -63,7 +63,7 @@ impl Manager {
         check_path(path)?;
         let size = content.len();
         self.file_op(id, Operation::FileWrite, |p| async move {
-            p.write_file(id, path, content, mode).await
+            p.files().write(id, path, content, mode).await
         })
         .await?;
         self.publish(
@@ -78,7 +78,7 @@ impl Manager {
         check_path(path)?;
         let stream = self
             .file_op(id, Operation::FileRead, |p| async move {
-                p.read_file(id, path).await
+                p.files().read(id, path).await
             })
             .await?;
         self.publish(EventType::FileRead, Some(id), json!({"path": path}));
@@ -92,7 +92,7 @@ impl Manager {
     ) -> Result<Vec<FileInfo>, ManagerError> {
         check_path(path)?;
         self.file_op(id, Operation::FileList, |p| async move {
-            p.list_files(id, path).await
+            p.files().list(id, path).await
         })
         .await
     }
@@ -100,7 +100,7 @@ impl Manager {
     pub async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ManagerError> {
         check_path(path)?;
         self.file_op(id, Operation::FileStat, |p| async move {
-            p.stat_file(id, path).await
+            p.files().stat(id, path).await
         })
         .await
     }
@@ -114,7 +114,7 @@ impl Manager {
         check_path(from)?;
         check_path(to)?;
         self.file_op(id, Operation::FileMove, |p| async move {
-            p.move_file(id, from, to).await
+            p.files().rename(id, from, to).await
         })
         .await
     }
@@ -127,7 +127,7 @@ impl Manager {
     ) -> Result<(), ManagerError> {
         check_path(path)?;
         self.file_op(id, Operation::FileChmod, |p| async move {
-            p.chmod_file(id, path, mode).await
+            p.files().chmod(id, path, mode).await
         })
         .await
     }
@@ -145,7 +145,7 @@ impl Manager {
             ));
         }
         self.file_op(id, Operation::FileDelete, |p| async move {
-            p.delete_file(id, path, recursive).await
+            p.files().delete(id, path, recursive).await
         })
         .await
     }
@@ -153,7 +153,7 @@ impl Manager {
     pub async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ManagerError> {
         check_path(pattern)?;
         self.file_op(id, Operation::FileGlob, |p| async move {
-            p.glob(id, pattern).await
+            p.files().glob(id, pattern).await
         })
         .await
     }

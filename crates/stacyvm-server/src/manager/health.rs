@@ -56,15 +56,25 @@ impl HealthCache {
 /// Checks one provider: health, then its runtime count where it can list
 /// runtimes.
 pub async fn check_provider(provider: &dyn Provider, default: bool) -> ProviderHealth {
+    check_provider_detailed(provider, default).await.0
+}
+
+/// [`check_provider`] plus the report's private detail (host paths,
+/// addresses) for the log.
+async fn check_provider_detailed(
+    provider: &dyn Provider,
+    default: bool,
+) -> (ProviderHealth, Option<String>) {
     let started = Instant::now();
     let capabilities = provider.capabilities();
     let report = tokio::time::timeout(HEALTH_TIMEOUT, provider.health()).await;
     let latency_ms = started.elapsed().as_millis() as u64;
-    let (healthy, error) = match report {
-        Ok(r) => (r.healthy, r.error.filter(|_| !r.healthy)),
+    let (healthy, error, detail) = match report {
+        Ok(r) => (r.healthy, r.error.filter(|_| !r.healthy), r.detail),
         Err(_) => (
             false,
             Some(format!("health check timed out after {HEALTH_TIMEOUT:?}")),
+            None,
         ),
     };
     let runtime_count = if healthy && capabilities.contains(&Capability::RuntimeInventory) {
@@ -75,7 +85,7 @@ pub async fn check_provider(provider: &dyn Provider, default: bool) -> ProviderH
     } else {
         None
     };
-    ProviderHealth {
+    let health = ProviderHealth {
         name: provider.name().to_string(),
         healthy,
         default,
@@ -84,7 +94,8 @@ pub async fn check_provider(provider: &dyn Provider, default: bool) -> ProviderH
         error,
         capabilities,
         runtime_count,
-    }
+    };
+    (health, detail.filter(|_| !healthy))
 }
 
 impl Manager {
@@ -120,10 +131,11 @@ impl Manager {
         let checks = self.inner.provider_order.iter().map(|name| {
             let provider = self.inner.providers[name].clone();
             let default = *name == self.inner.default_provider;
-            async move { check_provider(provider.as_ref(), default).await }
+            async move { check_provider_detailed(provider.as_ref(), default).await }
         });
-        let fresh = futures::future::join_all(checks).await;
-        for h in &fresh {
+        let (fresh, details): (Vec<ProviderHealth>, Vec<Option<String>>) =
+            futures::future::join_all(checks).await.into_iter().unzip();
+        for (h, detail) in fresh.iter().zip(details) {
             let previous = {
                 let mut items = self
                     .inner
@@ -139,7 +151,7 @@ impl Manager {
                 previous.as_ref().and_then(|p| p.error.as_deref()) == Some("not checked yet");
             let was_healthy = previous.is_some_and(|p| p.healthy);
             if !h.healthy && (first || was_healthy) {
-                tracing::warn!(provider = %h.name, error = h.error.as_deref().unwrap_or(""), "provider unhealthy");
+                tracing::warn!(provider = %h.name, error = h.error.as_deref().unwrap_or(""), detail = detail.as_deref().unwrap_or(""), "provider unhealthy");
                 self.publish(
                     EventType::ProviderFailed,
                     None,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use stacyvm_core::{EventType, GoDuration, OwnerId, Sandbox, SandboxId, SandboxState};
+use stacyvm_core::{ErrorChain, EventType, GoDuration, OwnerId, Sandbox, SandboxId, SandboxState};
 use stacyvm_providers::{ProviderError, SpawnSpec};
 use stacyvm_store::{
     Admission, AdmissionLimits, SandboxFilter, ScopeLimits, StoreError, Usage, UsageScope,
@@ -242,7 +242,7 @@ impl Manager {
         let manager = self.clone();
         tokio::spawn(async move { manager.admit_and_start(r).await })
             .await
-            .map_err(|e| ManagerError::Internal(format!("spawn task ended: {e}")))?
+            .map_err(|e| ManagerError::internal("the spawn task failed", e))?
     }
 
     /// Admits the resolved request (one store write) and starts it.
@@ -320,7 +320,7 @@ impl Manager {
             Ok(()) => return self.runtime_started(sandbox, started).await,
             Err(e) => e,
         };
-        tracing::warn!(sandbox_id = %sandbox.id, provider = %sandbox.provider, error = %e, "spawn failed");
+        tracing::warn!(sandbox_id = %sandbox.id, provider = %sandbox.provider, error = %ErrorChain(&e), "spawn failed");
         self.publish(
             EventType::SandboxError,
             Some(&sandbox.id),
@@ -554,7 +554,7 @@ impl Manager {
                 Ok(done)
             }
             Err(e) => {
-                tracing::warn!(sandbox_id = %id, provider = %sb.provider, error = %e, "destroy failed");
+                tracing::warn!(sandbox_id = %id, provider = %sb.provider, error = %ErrorChain(&e), "destroy failed");
                 let why = format!("destroy failed: {e}");
                 let kept = self
                     .inner

@@ -285,13 +285,15 @@ impl Manager {
             match self.prune().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "reaper expired sandboxes"),
-                Err(e) => tracing::warn!(error = %e, "reaper sweep failed"),
+                Err(e) => {
+                    tracing::warn!(error = %stacyvm_core::ErrorChain(&e), "reaper sweep failed")
+                }
             }
             self.retry_destroys().await;
             if last_sweep.elapsed() >= interval {
                 last_sweep = Instant::now();
                 if let Err(e) = self.sweep().await {
-                    tracing::warn!(error = %e, "reaper sweep failed");
+                    tracing::warn!(error = %stacyvm_core::ErrorChain(&e), "reaper sweep failed");
                 }
             }
         }

@@ -93,7 +93,7 @@ impl Manager {
                     match self.teardown(sb.clone(), Some("reconciled")).await {
                         Ok(_) => report.destroyed += 1,
                         Err(e) => {
-                            tracing::warn!(sandbox_id = %sb.id, error = %e, "destroy after restart failed; retrying later")
+                            tracing::warn!(sandbox_id = %sb.id, error = %stacyvm_core::ErrorChain(&e), "destroy after restart failed; retrying later")
                         }
                     }
                     continue;

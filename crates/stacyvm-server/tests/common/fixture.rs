@@ -34,6 +34,7 @@ pub fn limits() -> DefaultsConfig {
         max_sandboxes_per_owner: 0,
         max_memory_mb: 0,
         max_vcpus: 0,
+        max_exec_output_bytes: 1024 * 1024,
     }
 }
 

@@ -1,7 +1,10 @@
 //! A real server on 127.0.0.1:0 with the mock provider, for API tests.
+//! Every response it sends and every event it publishes is checked for
+//! host strings (see [`recorder`]) when the server stops or is dropped.
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod recorder;
 pub mod switchable;
 
 use std::path::PathBuf;
@@ -16,9 +19,41 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub dir: PathBuf,
+    pub recorder: recorder::Recorder,
+    /// Host strings no response or event may show.
+    pub private: Vec<String>,
+    events: stacyvm_server::events::EventBus,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// The host strings a server built from `config` must never show: its data
+/// directory and the providers' directories, sockets and binaries.
+pub fn private_strings(config: &Config, dir: &std::path::Path) -> Vec<String> {
+    let mut out = vec![dir.display().to_string()];
+    if let Some(parent) = config.database.path.parent() {
+        out.push(parent.display().to_string());
+    }
+    if let Some(base) = &config.providers.mock.base_dir {
+        out.push(base.display().to_string());
+    }
+    if config.providers.native.enabled {
+        let n = &config.providers.native;
+        out.push(n.data_dir.display().to_string());
+        if let Some(bin) = stacyvm_providers::native::find_runtime_binary(&n.runtime) {
+            out.push(bin.display().to_string());
+        }
+    }
+    if config.providers.docker.enabled {
+        let addr = config.providers.docker.socket_address();
+        if let Some(path) = addr.strip_prefix("unix://") {
+            out.push(path.to_string());
+        }
+        out.push(addr);
+    }
+    out.retain(|s| s.len() > 1);
+    out
 }
 
 /// A config for tests: mock provider, database and mock sandboxes in `dir`.
@@ -51,8 +86,9 @@ impl TestServer {
     pub async fn start_in(dir: &std::path::Path, f: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config(dir);
         f(&mut config);
+        let private = private_strings(&config, dir);
         let app = app::build(config, Vec::new()).await.expect("server builds");
-        Self::serve(app, dir).await
+        Self::serve(app, dir, private).await
     }
 
     /// Starts a server with the given store and extra providers.
@@ -64,16 +100,20 @@ impl TestServer {
         let tmp = tempfile::tempdir().unwrap();
         let mut config = test_config(tmp.path());
         f(&mut config);
+        let private = private_strings(&config, tmp.path());
         let clock = std::sync::Arc::new(stacyvm_server::manager::SystemClock);
         let app = app::build_with_store(config, store, extra, clock)
             .await
             .expect("server builds");
-        let mut s = Self::serve(app, tmp.path()).await;
+        let mut s = Self::serve(app, tmp.path(), private).await;
         s._tmp = Some(tmp);
         s
     }
 
-    async fn serve(app: app::App, dir: &std::path::Path) -> Self {
+    async fn serve(mut app: app::App, dir: &std::path::Path, private: Vec<String>) -> Self {
+        let recorder = recorder::Recorder::default();
+        app.router = recorder.wrap(app.router);
+        let events = app.manager.events().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -88,6 +128,9 @@ impl TestServer {
             base: format!("http://{addr}/api/v1"),
             http: reqwest::Client::new(),
             dir: dir.to_path_buf(),
+            recorder,
+            private,
+            events,
             stop: Some(tx),
             task: Some(task),
             _tmp: None,
@@ -109,6 +152,25 @@ impl TestServer {
                 .unwrap()
                 .unwrap();
         }
+        self.assert_no_host_strings();
+    }
+
+    /// Panics if any response sent so far, or any event in the history,
+    /// shows one of [`TestServer::private`].
+    pub fn assert_no_host_strings(&self) {
+        let events: Vec<String> = self
+            .events
+            .recent(usize::MAX)
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default())
+            .collect();
+        let leaks = self.recorder.leaks(&self.private, &events);
+        assert!(
+            leaks.is_empty(),
+            "host strings {:?} reached clients:\n{}",
+            self.private,
+            leaks.join("\n")
+        );
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -203,4 +265,14 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+}
+
+impl Drop for TestServer {
+    /// A test that never calls `stop` is checked too (unless it already
+    /// failed: a second panic would abort).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_no_host_strings();
+        }
+    }
 }

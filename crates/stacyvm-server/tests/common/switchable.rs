@@ -1,14 +1,15 @@
-//! A provider wrapper that tests can switch to failing.
+//! A provider wrapper whose spawns and destroys tests can hold or make
+//! fail. Whole-provider outages are the mock's own
+//! ([`MockProvider::set_failing`], through [`Switchable::set_broken`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId};
+use stacyvm_core::{Capability, SandboxId};
 use stacyvm_providers::mock::MockProvider;
 use stacyvm_providers::{
-    ByteStream, ExecSession, ExecSpec, HealthReport, Provider, ProviderError, RuntimeInfo,
-    RuntimeStatus, SpawnSpec, StreamOptions,
+    ExecSession, ExecSpec, HealthReport, Provider, ProviderError, RuntimeInfo, RuntimeStatus,
+    SandboxFiles, SpawnSpec, StreamOptions,
 };
 
 /// Wraps the mock so tests can make it fail on demand.
@@ -16,7 +17,6 @@ use stacyvm_providers::{
 pub struct Switchable {
     name: String,
     pub inner: MockProvider,
-    pub broken: AtomicBool,
     /// Only destroys fail (with `Unavailable`).
     pub broken_destroy: AtomicBool,
     /// Spawns create the runtime, then fail.
@@ -33,7 +33,6 @@ impl Switchable {
         Switchable {
             name: name.to_string(),
             inner,
-            broken: AtomicBool::new(false),
             broken_destroy: AtomicBool::new(false),
             fail_after_create: AtomicBool::new(false),
             hold_spawns: AtomicBool::new(false),
@@ -53,17 +52,9 @@ impl Switchable {
         panic!("{n} spawns never reached the hold");
     }
 
+    /// The whole provider down (spawn, destroy, exec, files, health) or up.
     pub fn set_broken(&self, broken: bool) {
-        self.broken.store(broken, Ordering::SeqCst);
-    }
-
-    fn check(&self) -> Result<(), ProviderError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(ProviderError::Unavailable(
-                "switched off by the test".into(),
-            ));
-        }
-        Ok(())
+        self.inner.set_failing(broken);
     }
 }
 
@@ -76,7 +67,6 @@ impl Provider for Switchable {
         self.inner.capabilities()
     }
     async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
-        self.check()?;
         self.inner.spawn(spec).await?;
         if self.hold_spawns.load(Ordering::SeqCst) {
             let released = self.release.notified();
@@ -85,8 +75,8 @@ impl Provider for Switchable {
             self.held.fetch_sub(1, Ordering::SeqCst);
         }
         if self.fail_after_create.load(Ordering::SeqCst) {
-            return Err(ProviderError::Unavailable(
-                "spawn switched to fail by the test".into(),
+            return Err(ProviderError::unavailable(
+                "spawn switched to fail by the test",
             ));
         }
         Ok(())
@@ -95,17 +85,12 @@ impl Provider for Switchable {
         self.inner.status(id).await
     }
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
-        self.check()?;
         if self.broken_destroy.load(Ordering::SeqCst) {
-            return Err(ProviderError::Unavailable(
-                "destroy switched off by the test".into(),
+            return Err(ProviderError::unavailable(
+                "destroy switched off by the test",
             ));
         }
         self.inner.destroy(id).await
-    }
-    async fn exec(&self, id: &SandboxId, spec: &ExecSpec) -> Result<ExecOutput, ProviderError> {
-        self.check()?;
-        self.inner.exec(id, spec).await
     }
     async fn exec_stream(
         &self,
@@ -113,54 +98,16 @@ impl Provider for Switchable {
         spec: &ExecSpec,
         o: StreamOptions,
     ) -> Result<ExecSession, ProviderError> {
-        self.check()?;
         self.inner.exec_stream(id, spec, o).await
     }
-    async fn write_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        c: Bytes,
-        mode: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        self.check()?;
-        self.inner.write_file(id, path, c, mode).await
-    }
-    async fn read_file(&self, id: &SandboxId, path: &str) -> Result<ByteStream, ProviderError> {
-        self.check()?;
-        self.inner.read_file(id, path).await
-    }
-    async fn list_files(&self, id: &SandboxId, path: &str) -> Result<Vec<FileInfo>, ProviderError> {
-        self.inner.list_files(id, path).await
-    }
-    async fn stat_file(&self, id: &SandboxId, path: &str) -> Result<FileInfo, ProviderError> {
-        self.inner.stat_file(id, path).await
-    }
-    async fn move_file(&self, id: &SandboxId, from: &str, to: &str) -> Result<(), ProviderError> {
-        self.inner.move_file(id, from, to).await
-    }
-    async fn chmod_file(&self, id: &SandboxId, path: &str, mode: u32) -> Result<(), ProviderError> {
-        self.inner.chmod_file(id, path, mode).await
-    }
-    async fn delete_file(
-        &self,
-        id: &SandboxId,
-        path: &str,
-        recursive: bool,
-    ) -> Result<(), ProviderError> {
-        self.inner.delete_file(id, path, recursive).await
-    }
-    async fn glob(&self, id: &SandboxId, pattern: &str) -> Result<Vec<String>, ProviderError> {
-        self.inner.glob(id, pattern).await
+    fn files(&self) -> &dyn SandboxFiles {
+        self.inner.files()
     }
     async fn logs(&self, id: &SandboxId, lines: usize) -> Result<Vec<String>, ProviderError> {
         self.inner.logs(id, lines).await
     }
     async fn health(&self) -> HealthReport {
-        match self.check() {
-            Ok(()) => HealthReport::ok(),
-            Err(e) => HealthReport::failed(e.to_string()),
-        }
+        self.inner.health().await
     }
     async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
         self.inner.inventory().await

@@ -80,9 +80,11 @@ impl From<ImageError> for ProviderError {
                 ProviderError::InvalidInput(e.to_string())
             }
             ImageError::Registry { .. } | ImageError::Unauthorized { .. } => {
-                ProviderError::Unavailable(e.to_string())
+                ProviderError::upstream(e.to_string(), None)
             }
-            _ => ProviderError::Other(e.to_string()),
+            // The cache's host paths are for the log.
+            ImageError::Io { .. } => ProviderError::internal("the image store failed", e),
+            _ => ProviderError::failed(e.to_string()),
         }
     }
 }

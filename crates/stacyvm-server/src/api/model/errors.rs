@@ -46,6 +46,11 @@ pub struct ResourceLimit(pub ErrorBody);
 #[response(status = 500)]
 pub struct Internal(pub ErrorBody);
 
+/// `bad_gateway`: a service the provider depends on (the image registry) failed or cannot be reached
+#[derive(Debug, IntoResponses)]
+#[response(status = 502)]
+pub struct BadGateway(pub ErrorBody);
+
 /// `unavailable`: the provider or the store cannot be reached
 #[derive(Debug, IntoResponses)]
 #[response(status = 503)]

@@ -15,6 +15,10 @@ pub struct ExecResponse {
     pub stderr: String,
     /// Wall time, to the millisecond (`127ms`, `1.52s`).
     pub duration: GoDuration,
+    /// Output past `defaults.max_exec_output_bytes` (per stream) was
+    /// dropped from `stdout` or `stderr`.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// Which stream a record belongs to; `exit` is always the last record.
