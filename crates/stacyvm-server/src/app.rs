@@ -189,6 +189,7 @@ pub async fn build_with_store(
         state,
         &HttpOptions {
             max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.request_body_timeout.0,
             cors_origins: config.server.cors_origins.clone(),
         },
     );

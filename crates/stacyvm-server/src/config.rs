@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub port: u16,
     /// Largest accepted request body, in bytes (file uploads included).
     pub max_body_bytes: u64,
+    /// Longest silence while a request body is read; the request then gets
+    /// 408 `timeout` instead of holding its connection.
+    pub request_body_timeout: GoDuration,
     /// Origins allowed by CORS; empty disables CORS headers, `*` allows any.
     pub cors_origins: Vec<String>,
     /// How long in-flight requests may run after a shutdown signal.
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 7423,
             max_body_bytes: 64 * 1024 * 1024,
+            request_body_timeout: GoDuration::from_secs(30),
             cors_origins: Vec::new(),
             shutdown_grace: GoDuration::from_secs(30),
             reaper_interval: GoDuration::from_secs(30),
@@ -324,6 +328,12 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             return bad("server.max_body_bytes", "must be greater than 0".into());
+        }
+        if self.server.request_body_timeout.is_zero() {
+            return bad(
+                "server.request_body_timeout",
+                "must be greater than 0s".into(),
+            );
         }
         if self.defaults.ttl.is_zero() {
             return bad("defaults.ttl", "must be greater than 0s".into());

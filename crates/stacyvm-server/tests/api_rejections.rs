@@ -215,6 +215,74 @@ async fn an_oversized_declared_length_is_refused_before_the_body() {
 }
 
 #[tokio::test]
+async fn a_body_that_stops_arriving_is_a_json_408() {
+    let s = TestServer::start_with(|c| {
+        c.server.request_body_timeout = stacyvm_core::GoDuration::from_secs(1)
+    })
+    .await;
+    let id = s.spawn().await;
+    // Each declares more than it sends and then goes silent; without the
+    // idle timeout the handler would wait for the rest until the client
+    // gave up.
+    for (target, body) in [
+        ("/api/v1/sandboxes".to_string(), "{"),
+        (format!("/api/v1/sandboxes/{id}/exec"), "{\"command\":"),
+        (format!("/api/v1/sandboxes/{id}/files?path=/part"), "abc"),
+    ] {
+        let method = if target.contains("files") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let req =
+            format!("{method} {target} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{body}");
+        let (st, e) = raw(&s, &req, Duration::from_secs(10)).await;
+        assert_error(st, &e, 408, "timeout");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("request_body_timeout"),
+            "{e}"
+        );
+    }
+    // Nothing of the cut upload was written.
+    let r = s
+        .http
+        .get(s.url(&format!("/sandboxes/{id}/files?path=/part")))
+        .send()
+        .await
+        .unwrap();
+    let (st, e) = decode(r).await;
+    assert_error(st, &e, 404, "not_found");
+    // A body that arrives slowly but keeps arriving is read whole.
+    let addr = s
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1")
+        .to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = br#"{"metadata":{"slow":"yes"}}"#;
+    let head = format!(
+        "POST /api/v1/sandboxes HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(9) {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        tcp.write_all(piece).await.unwrap();
+    }
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut reply))
+        .await
+        .expect("the slow request is answered")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn query_rejections_are_json() {
     let s = TestServer::start().await;
     let id = s.spawn().await;

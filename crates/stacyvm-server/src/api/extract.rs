@@ -2,6 +2,9 @@
 //! body counts as `{}`; anything but an object is refused), path
 //! parameters, query strings, raw bodies and the owner header.
 
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -9,11 +12,18 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use stacyvm_core::OwnerId;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 
 use super::error::ApiError;
 
 fn body_error(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if timed_out(&e) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request body stopped arriving (server.request_body_timeout)",
+        )
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -22,6 +32,19 @@ fn body_error(e: BytesRejection) -> ApiError {
     } else {
         ApiError::bad_request(format!("cannot read request body: {e}"))
     }
+}
+
+/// Whether reading the body failed because it went silent for longer than
+/// the idle timeout `guard_body` put on it.
+fn timed_out(e: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A JSON object body. Content-Type is not required (clients send bodyless
@@ -126,12 +149,16 @@ impl<S: Send + Sync> FromRequestParts<S> for HeaderOwner {
     }
 }
 
-/// Refuses a request whose declared `Content-Length` is over the limit
-/// before anything reads the body, so the server never waits for (or
-/// buffers) bytes it would refuse anyway. Bodies without a length are
-/// still cut at the limit by `DefaultBodyLimit` when read.
-pub async fn refuse_declared_oversize(
+/// Guards every request body before a handler sees it. A declared
+/// `Content-Length` over `limit` is refused at once, so the server never
+/// waits for (or buffers) bytes it would refuse anyway; bodies without a
+/// length are still cut at the limit by `DefaultBodyLimit` when read. A
+/// body that goes silent for `idle` fails its read, which the extractors
+/// answer with 408, so a client that declares more than it sends does not
+/// hold a handler forever.
+pub async fn guard_body(
     limit: u64,
+    idle: Duration,
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -143,6 +170,9 @@ pub async fn refuse_declared_oversize(
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(n) if n > limit => ApiError::payload_too_large(limit).into_response(),
-        _ => next.run(req).await,
+        _ => {
+            next.run(req.map(|body| Body::new(TimeoutBody::new(idle, body))))
+                .await
+        }
     }
 }

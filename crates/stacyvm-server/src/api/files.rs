@@ -13,7 +13,7 @@ use stacyvm_core::{FileInfo, FileMode};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, RawBody};
-use super::model::errors::{BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable};
+use super::model::errors::{BadRequest, Conflict, NotFound, PayloadTooLarge, Timeout, Unavailable};
 use super::model::{
     Binary, ChmodRequest, DeleteFileQuery, FilePathQuery, GlobQuery, ListFilesQuery, MoveRequest,
     StatusResponse, WriteFileQuery, WriteFileRequest,
@@ -38,7 +38,7 @@ fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, ApiError> {
     request_body = WriteFileRequest,
     responses(
         (status = 200, description = "`{\"status\":\"written\"}`", body = StatusResponse),
-        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Timeout, Unavailable,
     ),
 )]
 pub async fn write_json(
@@ -72,7 +72,7 @@ pub async fn write_json(
     request_body(content = Binary, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "`{\"status\":\"written\"}`", body = StatusResponse),
-        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Timeout, Unavailable,
     ),
 )]
 pub async fn write_raw(
@@ -208,7 +208,7 @@ pub async fn stat(
     request_body = MoveRequest,
     responses(
         (status = 200, description = "`{\"status\":\"moved\"}`", body = StatusResponse),
-        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Timeout, Unavailable,
     ),
 )]
 pub async fn move_file(
@@ -232,7 +232,7 @@ pub async fn move_file(
     request_body = ChmodRequest,
     responses(
         (status = 200, description = "`{\"status\":\"chmod applied\"}`", body = StatusResponse),
-        BadRequest, NotFound, Conflict, PayloadTooLarge, Unavailable,
+        BadRequest, NotFound, Conflict, PayloadTooLarge, Timeout, Unavailable,
     ),
 )]
 pub async fn chmod(

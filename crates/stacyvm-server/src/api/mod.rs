@@ -47,6 +47,8 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_body_bytes: u64,
+    /// Longest silence while a request body is read (408 after it).
+    pub body_timeout: Duration,
     pub cors_origins: Vec<String>,
 }
 
@@ -103,6 +105,7 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
 
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = http.max_body_bytes;
+    let body_timeout = http.body_timeout;
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::web::router())
@@ -111,7 +114,7 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(usize::try_from(max_body).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn(move |req, next| {
-            extract::refuse_declared_oversize(max_body, req, next)
+            extract::guard_body(max_body, body_timeout, req, next)
         }))
         .layer(cors(&http.cors_origins))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -21,7 +21,7 @@ pub struct Unauthorized(pub ErrorBody);
 #[response(status = 404)]
 pub struct NotFound(pub ErrorBody);
 
-/// `timeout`: the command ran past its timeout and was killed
+/// `timeout`: the command ran past its timeout and was killed, or the request body stopped arriving for `server.request_body_timeout`
 #[derive(Debug, IntoResponses)]
 #[response(status = 408)]
 pub struct Timeout(pub ErrorBody);
