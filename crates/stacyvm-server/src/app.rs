@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Manager(#[from] crate::manager::ManagerError),
+    #[error("cannot set up the E2B API: {0}")]
+    E2b(std::io::Error),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -185,13 +187,20 @@ pub async fn build_with_store(
             api_key: config.auth.api_key.clone(),
         }),
     };
-    let router = api::router(
+    let e2b = if config.e2b.enabled {
+        let e2b = api::e2b::E2b::new(&config).map_err(StartError::E2b)?;
+        api::e2b::router(e2b)
+    } else {
+        axum::Router::new()
+    };
+    let router = api::router_with(
         state,
         &HttpOptions {
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_body_timeout.0,
             cors_origins: config.server.cors_origins.clone(),
         },
+        e2b,
     );
     Ok(App {
         manager,

@@ -43,6 +43,19 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub logging: LoggingConfig,
     pub events: EventsConfig,
+    /// The E2B-compatible API (docs/e2b.md).
+    pub e2b: E2bConfig,
+}
+
+/// `e2b.*`: the E2B control plane and envd surface, served at the root of
+/// the main listener next to `/api/v1` (docs/e2b.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct E2bConfig {
+    pub enabled: bool,
+    /// Sent to the SDK as the sandbox `domain`; with `E2B_DOMAIN` unset
+    /// it builds `<port>-<sandbox id>.<domain>` hosts from it. Empty: none.
+    pub domain: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
