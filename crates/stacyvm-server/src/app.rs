@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stacyvm_providers::Provider;
-use stacyvm_store::{SqliteStore, Store};
+use stacyvm_store::{PostgresStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, AuthSettings, HttpOptions};
@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Manager(#[from] crate::manager::ManagerError),
+    #[error(transparent)]
+    NodeId(#[from] crate::cluster::NodeIdError),
     #[error("cannot set up the E2B API: {0}")]
     E2b(std::io::Error),
     #[error("server error: {0}")]
@@ -147,8 +149,24 @@ fn names(providers: &[Arc<dyn Provider>]) -> String {
 /// health and reconciles persisted sandboxes.
 pub async fn build(config: Config, extra: Vec<Arc<dyn Provider>>) -> Result<App, StartError> {
     config.validate()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database.path).await?);
+    let store = open_store(&config).await?;
     build_with_store(config, store, extra, Arc::new(SystemClock)).await
+}
+
+/// Opens the store `database.driver` names and brings its schema up to
+/// date. Errors never repeat the PostgreSQL URL (it may hold a password).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match config.database.driver.as_str() {
+        "postgres" => {
+            let store = PostgresStore::connect(config.database.url.trim()).await?;
+            tracing::info!(
+                url = %crate::config::redact_url(&config.database.url),
+                "using the postgres store"
+            );
+            Arc::new(store)
+        }
+        _ => Arc::new(SqliteStore::open(&config.database.path).await?),
+    })
 }
 
 /// Like [`build`] with the store and clock given (tests).
@@ -166,6 +184,7 @@ pub async fn build_with_store(
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
+    let node = crate::cluster::node_settings(&config)?;
     let manager = Manager::new(ManagerOptions {
         store,
         providers,
@@ -176,8 +195,10 @@ pub async fn build_with_store(
         health_interval: config.providers.health_interval.0,
         reaper_interval: config.server.reaper_interval.0,
         preview_domain: Some(config.server.preview_domain.clone()).filter(|d| !d.is_empty()),
+        node,
     })?;
     manager.refresh_health().await;
+    manager.register_node().await?;
     let report = manager.reconcile().await?;
     tracing::info!(?report, "startup reconciliation done");
     let state = AppState {
@@ -226,6 +247,8 @@ impl App {
         let manager = self.manager.clone();
         let shutdown = async move {
             shutdown.await;
+            // A cluster node takes no new sandboxes from here on.
+            manager.drain_local().await;
             // Stop background work and end event streams before draining.
             manager.shutdown();
         };

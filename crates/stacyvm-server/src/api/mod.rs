@@ -11,9 +11,11 @@ mod exec;
 mod extract;
 mod files;
 pub mod model;
+mod nodes;
 mod openapi;
 mod providers;
 mod sandboxes;
+mod store_gate;
 mod system;
 mod templates;
 
@@ -85,6 +87,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(providers::list))
         .routes(routes!(providers::test))
         .routes(routes!(providers::get))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::get))
+        .routes(routes!(nodes::drain))
         .routes(routes!(system::health))
         .routes(routes!(system::live))
         .routes(routes!(system::ready))
@@ -119,6 +124,10 @@ pub fn router_with(state: AppState, http: &HttpOptions, extra: Router<AppState>)
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            store_gate::require_store,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(usize::try_from(max_body).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn(move |req, next| {

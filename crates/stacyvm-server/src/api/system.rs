@@ -1,7 +1,7 @@
 //! System endpoints: health, liveness, readiness, metrics (JSON and
 //! Prometheus), diagnostics, pool status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +13,7 @@ use stacyvm_store::SandboxFilter;
 use super::AppState;
 use super::error::ApiResult;
 use super::model::{
-    AuthSummary, BuildInfo, Diagnostics, LimitsSummary, MetricsResponse, PoolStatus,
+    AuthSummary, BuildInfo, Diagnostics, LimitsSummary, MetricsResponse, NodeReadiness, PoolStatus,
     ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
 };
 use crate::obs;
@@ -55,22 +55,13 @@ pub async fn live(State(app): State<AppState>) -> Json<ServerStatus> {
 
 /// Store health and latency, measured now.
 async fn store_health(app: &AppState) -> StoreHealth {
-    let started = Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(3), app.manager.store().ping()).await;
-    let latency_ms = started.elapsed().as_millis() as u64;
-    let error = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("store ping timed out".to_string()),
-    };
-    if let Some(e) = &error {
-        tracing::warn!(error = %e, "store unhealthy");
-    }
+    let result = app.manager.check_store().await;
     StoreHealth {
-        healthy: error.is_none(),
-        latency_ms,
+        healthy: result.is_ok(),
+        latency_ms: result.as_ref().map_or(0, |d| d.as_millis() as u64),
         driver: app.manager.store().driver().to_string(),
-        error: error.map(|_| "store did not answer".to_string()),
+        // The detail may name a host; it went to the log.
+        error: result.err().map(|_| "store did not answer".to_string()),
     }
 }
 
@@ -88,7 +79,18 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     let store = store_health(&app).await;
     let providers = app.manager.provider_health();
     let ready_providers = providers.iter().filter(|p| p.healthy).count() as u64;
-    let ok = store.healthy && ready_providers > 0;
+    let node = app.manager.local_node().map(|id| {
+        let record = app.manager.local_node_record();
+        NodeReadiness {
+            id: id.to_string(),
+            state: record.as_ref().map(|n| n.state),
+            registered: record.is_some(),
+        }
+    });
+    let node_ok = node
+        .as_ref()
+        .is_none_or(|n| n.registered && n.state != Some(stacyvm_core::NodeState::Lost));
+    let ok = store.healthy && ready_providers > 0 && node_ok;
     let body = ReadyResponse {
         status: if ok { "ready" } else { "not_ready" }.to_string(),
         version: VERSION.to_string(),
@@ -97,6 +99,7 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         total_providers: providers.len() as u64,
         store,
         providers,
+        node,
     };
     let status = if ok {
         StatusCode::OK
@@ -181,7 +184,8 @@ pub async fn prometheus(State(app): State<AppState>) -> ApiResult<Response> {
         sandbox_resources: app.manager.sandbox_resources(),
         destroys: app.manager.destroy_stats(),
     };
-    match obs::prometheus::render(snapshot) {
+    let options = obs::PrometheusOptions::default();
+    match obs::prometheus::render_on_node(snapshot, options, app.manager.local_node()) {
         Ok(text) => Ok((
             [(header::CONTENT_TYPE, obs::prometheus::CONTENT_TYPE)],
             text,
