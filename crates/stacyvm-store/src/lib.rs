@@ -9,10 +9,13 @@ use chrono::{DateTime, Utc};
 use stacyvm_core::{ApiKey, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
 mod admission;
+mod cluster;
 mod codec;
 mod keys;
 #[macro_use]
 mod sql;
+#[cfg(any(test, feature = "conformance"))]
+pub mod cluster_conformance;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 #[cfg(any(test, feature = "conformance"))]
@@ -25,6 +28,7 @@ pub use admission::{
     Admission, AdmissionLimits, LimitedResource, Placement, PlacementPolicy, Refusal, RefusedScope,
     ScopeLimits, Unplaced, Usage, UsageScope, refusal,
 };
+pub use cluster::{ClusterStore, LostNode};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -190,4 +194,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// A cheap round trip proving the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The node registry, when many servers share this store (PostgreSQL);
+    /// `None` on a single host.
+    fn cluster(&self) -> Option<&dyn ClusterStore> {
+        None
+    }
 }

@@ -208,7 +208,8 @@ macro_rules! sql_store {
         db: $db:ty,
         json_cast: $json:expr,
         sandbox_select: $sandbox_select:expr,
-        template_select: $template_select:expr $(,)?
+        template_select: $template_select:expr
+        $(, store_extra: { $($extra:tt)* })? $(,)?
     ) => {
         impl $store {
             /// Runs a statement; the number of rows it touched.
@@ -601,6 +602,8 @@ macro_rules! sql_store {
                     .await?;
                 Ok(())
             }
+
+            $($($extra)*)?
         }
     };
 }

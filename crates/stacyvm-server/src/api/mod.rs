@@ -10,6 +10,7 @@ mod exec;
 mod extract;
 mod files;
 pub mod model;
+mod nodes;
 mod openapi;
 mod providers;
 mod sandboxes;
@@ -85,6 +86,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(providers::list))
         .routes(routes!(providers::test))
         .routes(routes!(providers::get))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::get))
+        .routes(routes!(nodes::drain))
         .routes(routes!(system::health))
         .routes(routes!(system::live))
         .routes(routes!(system::ready))
