@@ -32,6 +32,8 @@ pub enum StartError {
     Manager(#[from] crate::manager::ManagerError),
     #[error(transparent)]
     NodeId(#[from] crate::cluster::NodeIdError),
+    #[error("cannot set up api keys: {0}")]
+    Keys(String),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -174,11 +176,9 @@ pub async fn build_with_store(
     extra: Vec<Arc<dyn Provider>>,
     clock: Arc<dyn Clock>,
 ) -> Result<App, StartError> {
-    if !config.auth.admin_api_key.is_empty() {
-        // Reserved for the admin routes of API v1, which do not exist yet:
-        // say so rather than let an operator believe something is guarded.
-        tracing::warn!("auth.admin_api_key is set, but no route checks it yet");
-    }
+    let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let keys = crate::keys::Keyring::new(store.clone(), pepper);
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
@@ -204,7 +204,9 @@ pub async fn build_with_store(
         auth: Arc::new(AuthSettings {
             enabled: config.auth.enabled,
             api_key: config.auth.api_key.clone(),
+            admin_api_key: config.auth.admin_api_key.clone(),
         }),
+        keys,
     };
     let router = api::router(
         state,

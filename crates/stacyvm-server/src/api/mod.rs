@@ -9,6 +9,7 @@ mod events;
 mod exec;
 mod extract;
 mod files;
+mod keys;
 pub mod model;
 mod nodes;
 mod openapi;
@@ -43,6 +44,8 @@ use crate::manager::Manager;
 pub struct AppState {
     pub manager: Manager,
     pub auth: Arc<AuthSettings>,
+    /// Stored API keys (verified by the auth middleware, managed by `/keys`).
+    pub keys: crate::keys::Keyring,
 }
 
 /// HTTP settings of the router.
@@ -86,6 +89,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(providers::list))
         .routes(routes!(providers::test))
         .routes(routes!(providers::get))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::get, keys::revoke))
         .routes(routes!(nodes::list))
         .routes(routes!(nodes::get))
         .routes(routes!(nodes::drain))

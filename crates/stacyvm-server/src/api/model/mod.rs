@@ -13,6 +13,7 @@
 pub mod errors;
 mod exec;
 mod files;
+mod keys;
 mod sandboxes;
 mod system;
 mod templates;
@@ -25,6 +26,7 @@ pub use files::{
     ChmodRequest, DeleteFileQuery, FileModeValue, FilePathQuery, GlobQuery, ListFilesQuery,
     MoveRequest, WriteFileQuery, WriteFileRequest,
 };
+pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, ListKeysQuery};
 pub use sandboxes::{
     AdmissionDecision, ExtendRequest, ListSandboxesQuery, LogsQuery, PruneResponse, ResourceUsage,
     SandboxDetail, SpawnRequest,
