@@ -10,6 +10,7 @@ mod exec;
 mod extract;
 mod files;
 pub mod model;
+mod network;
 mod openapi;
 mod providers;
 mod sandboxes;
@@ -61,6 +62,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::get, sandboxes::destroy))
         .routes(routes!(sandboxes::extend))
         .routes(routes!(sandboxes::logs))
+        .routes(routes!(network::get))
         .routes(routes!(exec::exec))
         .routes(routes!(exec::exec_ws))
         .routes(routes!(
