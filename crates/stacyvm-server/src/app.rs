@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stacyvm_providers::Provider;
-use stacyvm_store::{SqliteStore, Store};
+use stacyvm_store::{PostgresStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, AuthSettings, HttpOptions};
@@ -30,6 +30,7 @@ pub enum StartError {
     },
     #[error(transparent)]
     Manager(#[from] crate::manager::ManagerError),
+
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -145,8 +146,24 @@ fn names(providers: &[Arc<dyn Provider>]) -> String {
 /// health and reconciles persisted sandboxes.
 pub async fn build(config: Config, extra: Vec<Arc<dyn Provider>>) -> Result<App, StartError> {
     config.validate()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database.path).await?);
+    let store = open_store(&config).await?;
     build_with_store(config, store, extra, Arc::new(SystemClock)).await
+}
+
+/// Opens the store `database.driver` names and brings its schema up to
+/// date. Errors never repeat the PostgreSQL URL (it may hold a password).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match config.database.driver.as_str() {
+        "postgres" => {
+            let store = PostgresStore::connect(config.database.url.trim()).await?;
+            tracing::info!(
+                url = %crate::config::redact_url(&config.database.url),
+                "using the postgres store"
+            );
+            Arc::new(store)
+        }
+        _ => Arc::new(SqliteStore::open(&config.database.path).await?),
+    })
 }
 
 /// Like [`build`] with the store and clock given (tests).

@@ -186,13 +186,19 @@ fn redacted(s: &str) -> &'static str {
 /// What secrets are replaced with wherever config is shown.
 pub const REDACTED: &str = "<redacted>";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite` (embedded, default).
+    /// `sqlite` (embedded, default) or `postgres` (a shared database: the
+    /// store of a cluster).
     pub driver: String,
-    /// SQLite file; its directory is also the data directory.
+    /// SQLite file. Its directory is also the data directory, whatever the
+    /// driver (provider state, the mock's sandboxes, the node id).
     pub path: PathBuf,
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`),
+    /// for `driver: postgres`. Its password is a secret: it is never
+    /// logged, shown or put in an error.
+    pub url: String,
 }
 
 impl Default for DatabaseConfig {
@@ -200,8 +206,81 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             driver: "sqlite".into(),
             path: default_data_dir().join("stacyvm.db"),
+            url: String::new(),
         }
     }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("driver", &self.driver)
+            .field("path", &self.path)
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info and any `password=` query
+/// parameter replaced by [`REDACTED`]; what may be shown of a database URL.
+pub fn redact_url(url: &str) -> String {
+    let (head, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        format!("{k}={REDACTED}")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{head}{authority}{tail}")
+}
+
+/// The password parts of a database URL (user info and `password=`), for
+/// redaction checks.
+fn url_passwords(url: &str) -> Vec<String> {
+    let shown = redact_url(url);
+    if shown == url {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        out.push(password.to_string());
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        for kv in query.split('&') {
+            if let Some((k, v)) = kv.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out.retain(|p| !p.is_empty());
+    out
 }
 
 /// `~/.stacyvm`, or `./.stacyvm` when there is no home directory.
@@ -311,14 +390,32 @@ impl Config {
             })
         };
         self.listen_addr()?;
-        if self.database.driver != "sqlite" {
-            return bad(
-                "database.driver",
-                format!(
-                    "unknown driver {:?} (supported: sqlite)",
-                    self.database.driver
-                ),
-            );
+        match self.database.driver.as_str() {
+            "sqlite" => {}
+            "postgres" => {
+                let url = self.database.url.trim();
+                if url.is_empty() {
+                    return bad(
+                        "database.url",
+                        "must be set when database.driver is postgres".into(),
+                    );
+                }
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return bad(
+                        "database.url",
+                        format!(
+                            "{} is not a postgres:// URL",
+                            redact_url(&self.database.url)
+                        ),
+                    );
+                }
+            }
+            other => {
+                return bad(
+                    "database.driver",
+                    format!("unknown driver {other:?} (supported: sqlite, postgres)"),
+                );
+            }
         }
         if self.auth.enabled && self.auth.api_key.is_empty() {
             return bad(
@@ -424,6 +521,7 @@ impl Config {
                 *secret = REDACTED.into();
             }
         }
+        shown.database.url = redact_url(&shown.database.url);
         serde_yaml::to_string(&shown).unwrap_or_default()
     }
 
@@ -434,6 +532,7 @@ impl Config {
         if let Some(r) = &self.providers.docker.registry {
             all.push(r.password.clone());
         }
+        all.extend(url_passwords(&self.database.url));
         all.retain(|s| !s.is_empty());
         all
     }
@@ -478,6 +577,7 @@ fn from_tree(tree: Value, origin: Option<&Path>) -> Result<Config, ConfigError> 
 fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     key.starts_with("images.credentials")
+        || key == "database.url"
         || ["api_key", "admin_api_key", "password", "username", "token"].contains(&last)
 }
 
@@ -684,5 +784,54 @@ mod tests {
         assert!(!shown.contains("s3cret-key"));
         assert!(shown.contains(REDACTED));
         assert!(!format!("{c:?}").contains("s3cret-key"));
+    }
+
+    #[test]
+    fn postgres_needs_a_url_whose_password_is_never_shown() {
+        let err = Config::from_yaml("database:\n  driver: postgres\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+        let err = Config::from_yaml("database:\n  driver: mysql\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.driver"), "{err}");
+        let err =
+            Config::from_yaml("database:\n  driver: postgres\n  url: mysql://u:pw-9f2@h/db\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("database.url") && !err.contains("pw-9f2"),
+            "{err}"
+        );
+
+        let c = Config::from_yaml(
+            "database:\n  driver: postgres\n  url: postgres://app:pw-9f2@db.example:5432/stacyvm?sslmode=require\n",
+        )
+        .unwrap();
+        let shown = c.redacted_yaml();
+        assert!(!shown.contains("pw-9f2"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db.example:5432/stacyvm?sslmode=require"),
+            "{shown}"
+        );
+        assert!(!format!("{c:?}").contains("pw-9f2"));
+        assert_eq!(c.secrets(), vec!["pw-9f2".to_string()]);
+        assert_eq!(
+            redact_url("postgres://h/db?user=a&password=pw-1&x=y"),
+            "postgres://h/db?user=a&password=<redacted>&x=y"
+        );
+        assert_eq!(redact_url("postgres://a@h/db"), "postgres://a@h/db");
+        // From the environment, the driver and the URL alone.
+        let (c, _) = Config::load(
+            None,
+            env(&[
+                ("STACYVM_DATABASE_DRIVER", "postgres"),
+                ("STACYVM_DATABASE_URL", "postgres://a:b@127.0.0.1/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.driver, "postgres");
+        assert_eq!(c.database.url, "postgres://a:b@127.0.0.1/x");
     }
 }

@@ -787,7 +787,12 @@ impl Provider for NativeProvider {
 
     async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.live(id)?;
-        Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
+        // Three small cgroup reads, but a cgroup file can block on a busy
+        // kernel lock: keep them off the async workers like other file work.
+        let rel = cgroup::path_for(id.as_str());
+        tokio::task::spawn_blocking(move || cgroup::usage(&rel))
+            .await
+            .map_err(|e| ProviderError::internal("cannot read the sandbox's cgroup", e))
     }
 }
 

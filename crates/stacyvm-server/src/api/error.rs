@@ -110,12 +110,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            StoreError::Unavailable(_) => ApiError::internal(
-                "unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &e,
-                "the store is unavailable",
-            ),
+            // The same answer as while the store watch knows it is away.
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "request failed: store unavailable");
+                super::store_gate::not_ready()
+            }
             StoreError::Corrupt(_) => ApiError::internal(
                 "internal",
                 StatusCode::INTERNAL_SERVER_ERROR,

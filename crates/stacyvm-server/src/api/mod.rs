@@ -14,6 +14,7 @@ mod network;
 mod openapi;
 mod providers;
 mod sandboxes;
+mod store_gate;
 mod system;
 mod templates;
 
@@ -113,6 +114,10 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            store_gate::require_store,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(usize::try_from(max_body).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn(move |req, next| {

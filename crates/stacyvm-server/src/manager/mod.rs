@@ -14,6 +14,7 @@ mod lifecycle;
 mod liveness;
 mod reaper;
 mod reconcile;
+mod store_watch;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -84,6 +85,8 @@ struct Inner {
     reaping: reaper::Reaping,
     /// Running sandboxes whose runtime the last liveness check found down.
     liveness: liveness::Liveness,
+    /// Whether the store answered its last ping.
+    store_watch: store_watch::StoreWatch,
     /// The cluster node this server is (`None` on a single host): it
     /// expires and reconciles only that node's sandboxes.
     node_id: Option<String>,
@@ -128,6 +131,7 @@ impl Manager {
                 clock: opts.clock,
                 reaping: reaper::Reaping::default(),
                 liveness: liveness::Liveness::default(),
+                store_watch: store_watch::StoreWatch::default(),
                 node_id: None,
                 reaper_wake: Notify::new(),
                 health_interval: opts.health_interval,
@@ -175,12 +179,14 @@ impl Manager {
             .ok_or_else(|| ManagerError::NotFound(format!("provider {name}")))
     }
 
-    /// Starts the background tasks (TTL reaper, health prober). They stop
+    /// Starts the background tasks (TTL reaper, health prober, store
+    /// watch). They stop
     /// when [`Manager::shutdown`] is called.
     pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(self.clone().reaper_loop()),
             tokio::spawn(self.clone().health_loop()),
+            tokio::spawn(self.clone().store_watch_loop()),
         ]
     }
 
