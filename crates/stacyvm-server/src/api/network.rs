@@ -14,6 +14,7 @@ use crate::manager::parse_sandbox_id;
 #[utoipa::path(
     get,
     path = "/sandboxes/{id}/network",
+    operation_id = "get_network",
     tag = "sandboxes",
     params(("id" = String, Path, description = "Sandbox id")),
     responses(
