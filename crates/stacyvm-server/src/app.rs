@@ -30,7 +30,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Manager(#[from] crate::manager::ManagerError),
-
+    #[error(transparent)]
+    NodeId(#[from] crate::cluster::NodeIdError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -181,6 +182,7 @@ pub async fn build_with_store(
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
+    let node = crate::cluster::node_settings(&config)?;
     let manager = Manager::new(ManagerOptions {
         store,
         providers,
@@ -191,8 +193,10 @@ pub async fn build_with_store(
         health_interval: config.providers.health_interval.0,
         reaper_interval: config.server.reaper_interval.0,
         preview_domain: Some(config.server.preview_domain.clone()).filter(|d| !d.is_empty()),
+        node,
     })?;
     manager.refresh_health().await;
+    manager.register_node().await?;
     let report = manager.reconcile().await?;
     tracing::info!(?report, "startup reconciliation done");
     let state = AppState {
@@ -234,6 +238,8 @@ impl App {
         let manager = self.manager.clone();
         let shutdown = async move {
             shutdown.await;
+            // A cluster node takes no new sandboxes from here on.
+            manager.drain_local().await;
             // Stop background work and end event streams before draining.
             manager.shutdown();
         };

@@ -43,6 +43,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub logging: LoggingConfig,
     pub events: EventsConfig,
+    /// Cluster mode: every server on one PostgreSQL store is a node.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +324,97 @@ impl Default for EventsConfig {
     }
 }
 
+/// This server as a node of a cluster (`database.driver: postgres`);
+/// ignored on a single host.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Stable id of this node; empty: generated once and kept in
+    /// `<data dir>/node-id`.
+    pub node_id: String,
+    /// How other nodes reach this one (`http://10.0.0.5:7423`); empty:
+    /// `http://<server.host>:<server.port>`.
+    pub advertise_url: String,
+    /// Labels a spawn's `node_selector` can match (`zone: a`).
+    pub labels: BTreeMap<String, String>,
+    /// Most sandboxes this node takes; 0 = unlimited.
+    pub max_sandboxes: u32,
+    /// Memory this node offers to sandboxes, in MiB; 0 = unlimited.
+    pub memory_mb: u32,
+    /// How long a node's registration holds without a heartbeat; after it
+    /// lapses the node is `lost`.
+    pub lease: GoDuration,
+    /// How often the node renews its lease (at most half the lease).
+    pub heartbeat_interval: GoDuration,
+    /// Shared by every node, for node-to-node calls. Secret: never logged,
+    /// shown or put in an error.
+    pub secret: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            advertise_url: String::new(),
+            labels: BTreeMap::new(),
+            max_sandboxes: 0,
+            memory_mb: 0,
+            lease: GoDuration::from_secs(15),
+            heartbeat_interval: GoDuration::from_secs(5),
+            secret: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("labels", &self.labels)
+            .field("max_sandboxes", &self.max_sandboxes)
+            .field("memory_mb", &self.memory_mb)
+            .field("lease", &self.lease)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
+}
+
+/// Whether `id` can name a node: 1 to 63 of `[A-Za-z0-9._-]`.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Config {
+    /// Whether this server is a cluster node (the store is shared).
+    pub fn is_cluster(&self) -> bool {
+        self.database.driver == "postgres"
+    }
+
+    /// `cluster.advertise_url`, or the listen address when it is empty.
+    pub fn advertise_url(&self) -> String {
+        let url = self.cluster.advertise_url.trim().trim_end_matches('/');
+        if url.is_empty() {
+            format!(
+                "http://{}",
+                SocketAddr::new(
+                    self.server
+                        .host
+                        .parse()
+                        .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                    self.server.port,
+                )
+            )
+        } else {
+            url.to_string()
+        }
+    }
+}
+
 /// Paths tried when no `--config` is given, in order.
 pub fn default_config_paths() -> Vec<PathBuf> {
     let mut paths = vec![PathBuf::from("stacyvm.yaml")];
@@ -493,6 +586,32 @@ impl Config {
         if let Err(message) = self.images.validate() {
             return bad("images", message);
         }
+        let c = &self.cluster;
+        if !c.node_id.is_empty() && !valid_node_id(&c.node_id) {
+            return bad(
+                "cluster.node_id",
+                format!("{:?} is not 1 to 63 of A-Z a-z 0-9 . _ -", c.node_id),
+            );
+        }
+        let url = c.advertise_url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return bad(
+                "cluster.advertise_url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
+        }
+        if c.lease.is_zero() {
+            return bad("cluster.lease", "must be greater than 0s".into());
+        }
+        if c.heartbeat_interval.is_zero() || c.heartbeat_interval.0 * 2 > c.lease.0 {
+            return bad(
+                "cluster.heartbeat_interval",
+                format!(
+                    "must be greater than 0s and at most half of cluster.lease ({})",
+                    c.lease
+                ),
+            );
+        }
         if self.events.history_size == 0 {
             return bad("events.history_size", "must be greater than 0".into());
         }
@@ -508,7 +627,11 @@ impl Config {
     /// The configuration as YAML with every secret replaced.
     pub fn redacted_yaml(&self) -> String {
         let mut shown = self.clone();
-        let mut secrets = vec![&mut shown.auth.api_key, &mut shown.auth.admin_api_key];
+        let mut secrets = vec![
+            &mut shown.auth.api_key,
+            &mut shown.auth.admin_api_key,
+            &mut shown.cluster.secret,
+        ];
         for c in shown.images.credentials.values_mut() {
             secrets.push(&mut c.username);
         }
@@ -527,7 +650,11 @@ impl Config {
 
     /// Every secret value configured, for redaction checks.
     pub fn secrets(&self) -> Vec<String> {
-        let mut all = vec![self.auth.api_key.clone(), self.auth.admin_api_key.clone()];
+        let mut all = vec![
+            self.auth.api_key.clone(),
+            self.auth.admin_api_key.clone(),
+            self.cluster.secret.clone(),
+        ];
         all.extend(self.images.credentials.values().map(|c| c.password.clone()));
         if let Some(r) = &self.providers.docker.registry {
             all.push(r.password.clone());
@@ -578,7 +705,15 @@ fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     key.starts_with("images.credentials")
         || key == "database.url"
-        || ["api_key", "admin_api_key", "password", "username", "token"].contains(&last)
+        || [
+            "api_key",
+            "admin_api_key",
+            "password",
+            "username",
+            "token",
+            "secret",
+        ]
+        .contains(&last)
 }
 
 /// Every leaf key of the config schema (`server.port`, ...) with the type of
@@ -586,7 +721,8 @@ fn is_secret_key(key: &str) -> bool {
 fn leaf_keys() -> Vec<(Vec<String>, Value)> {
     fn walk(prefix: &mut Vec<String>, v: &Value, out: &mut Vec<(Vec<String>, Value)>) {
         match v {
-            Value::Mapping(m) => {
+            // An empty map (`cluster.labels`) is one key set as `k=v,k=v`.
+            Value::Mapping(m) if !m.is_empty() => {
                 for (k, child) in m {
                     if let Some(k) = k.as_str() {
                         prefix.push(k.to_string());
@@ -646,6 +782,19 @@ fn env_value(raw: &str, default: &Value) -> Result<Value, String> {
             .ok()
             .filter(Value::is_number)
             .ok_or_else(|| format!("{raw:?} is not a number")),
+        Value::Mapping(_) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((
+                    Value::String(k.trim().to_string()),
+                    Value::String(v.trim().to_string()),
+                )),
+                _ => Err(format!("{kv:?} is not key=value")),
+            })
+            .collect::<Result<Mapping, String>>()
+            .map(Value::Mapping),
         Value::Sequence(_) => Ok(Value::Sequence(
             raw.split(',')
                 .map(str::trim)

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod manager;

@@ -186,3 +186,219 @@ async fn unreachable_postgres_at_start_fails_without_the_password() {
 fn tokio_util_stop() -> Arc<std::sync::atomic::AtomicBool> {
     Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
+
+/// Short leases so that loss is seen within seconds.
+const FAST_LEASE: &[(&str, &str)] = &[
+    ("STACYVM_CLUSTER_LEASE", "3s"),
+    ("STACYVM_CLUSTER_HEARTBEAT_INTERVAL", "1s"),
+];
+
+fn node_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    FAST_LEASE.iter().chain(extra).copied().collect()
+}
+
+async fn get(c: &reqwest::Client, url: String) -> (u16, serde_json::Value) {
+    json(c.get(url).send().await.unwrap()).await
+}
+
+/// Three nodes register and renew their leases; each names itself in
+/// `/ready`, on its sandboxes and on its Prometheus series; a generated
+/// node id survives a restart; drain stops placement on a node and
+/// `stacyvm nodes` shows it. A node killed with `kill -9` is marked `lost`
+/// by exactly one survivor within its lease, its sandboxes become `error`
+/// (`node_lost`), the others keep serving, and when it comes back it
+/// destroys the runtimes the cluster gave up and is `ready` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_register_drain_and_a_killed_node_is_lost_once() {
+    let Some(pg) = Pg::from_env() else { return };
+    let db = pg.fresh_database().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut n1 = Node::start(
+        "n1",
+        root.path(),
+        &db,
+        &node_env(&[("STACYVM_CLUSTER_LABELS", "zone=a,disk=ssd")]),
+    );
+    let n2 = Node::start(
+        "n2",
+        root.path(),
+        &db,
+        &node_env(&[("STACYVM_CLUSTER_NODE_ID", "n2")]),
+    );
+    let n3 = Node::start(
+        "n3",
+        root.path(),
+        &db,
+        &node_env(&[("STACYVM_CLUSTER_NODE_ID", "n3")]),
+    );
+    let c = http();
+
+    let (st, ready) = get(&c, n1.api("/ready")).await;
+    assert_eq!(st, 200, "{ready}");
+    let n1_id = ready["node"]["id"].as_str().unwrap().to_string();
+    assert!(n1_id.starts_with("node-"), "{ready}");
+    assert_eq!(ready["node"]["state"], "ready");
+    assert_eq!(
+        std::fs::read_to_string(n1.dir.join("node-id"))
+            .unwrap()
+            .trim(),
+        n1_id
+    );
+
+    let (st, nodes) = get(&c, n2.api("/nodes")).await;
+    assert_eq!(st, 200, "{nodes}");
+    let nodes = nodes.as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    for n in &nodes {
+        assert_eq!(n["state"], "ready", "{n}");
+        assert_eq!(
+            n["providers"],
+            json!([{"name": "mock", "healthy": true}]),
+            "{n}"
+        );
+    }
+    let (_, one) = get(&c, n3.api(&format!("/nodes/{n1_id}"))).await;
+    assert_eq!(one["labels"], json!({"disk": "ssd", "zone": "a"}), "{one}");
+    assert_eq!(one["advertise_url"], n1.url.as_str(), "{one}");
+    let (st, e) = get(&c, n3.api("/nodes/nobody")).await;
+    assert_eq!((st, e["code"].as_str()), (404, Some("not_found")), "{e}");
+    // Heartbeats move the lease on.
+    let first = one["last_heartbeat"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(5), "a heartbeat", || async {
+        get(&c, n3.api(&format!("/nodes/{n1_id}"))).await.1["last_heartbeat"] != first.as_str()
+    })
+    .await;
+
+    // A sandbox spawned on n1 is n1's, and n1's series say so.
+    let (st, sb) = json(
+        c.post(n1.api("/sandboxes"))
+            .json(&json!({"ttl": "30m"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, sb["node_id"].as_str()),
+        (201, Some(n1_id.as_str())),
+        "{sb}"
+    );
+    let sb_id = sb["id"].as_str().unwrap().to_string();
+    let (_, sb2) = json(
+        c.post(n2.api("/sandboxes"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sb2["node_id"], "n2", "{sb2}");
+    let prom = c
+        .get(n2.api("/metrics/prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(prom.contains("node=\"n2\""), "{prom}");
+    let (_, n1_view) = get(&c, n2.api(&format!("/nodes/{n1_id}"))).await;
+    assert_eq!(n1_view["sandboxes"], 1, "{n1_view}");
+
+    // Drain n3 through the CLI; stacyvm nodes shows it.
+    let out = std::process::Command::new(cluster_harness::BIN)
+        .args(["--server", &n1.url, "nodes", "--drain", "n3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = std::process::Command::new(cluster_harness::BIN)
+        .args(["--server", &n1.url, "nodes"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("n3 ") && l.contains("draining")),
+        "{table}"
+    );
+    let (_, n3_view) = get(&c, n1.api("/nodes/n3")).await;
+    assert_eq!(n3_view["state"], "draining");
+
+    // kill -9 n1: lost within its lease (3s) plus a sweep (1s).
+    let killed = Instant::now();
+    n1.kill9();
+    eventually(Duration::from_secs(10), "n1 to be lost", || async {
+        get(&c, n2.api(&format!("/nodes/{n1_id}"))).await.1["state"] == "lost"
+    })
+    .await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        killed.elapsed()
+    );
+    let (_, gone) = get(&c, n2.api(&format!("/sandboxes/{sb_id}"))).await;
+    assert_eq!(
+        (gone["state"].as_str(), gone["error"].as_str()),
+        (Some("error"), Some("node_lost")),
+        "{gone}"
+    );
+    // Exactly one survivor recorded it.
+    let claims = [&n2, &n3]
+        .iter()
+        .map(|n| n.log().matches("node lost: its lease lapsed").count())
+        .sum::<usize>();
+    assert_eq!(claims, 1);
+    // The others keep serving. (Until forwarding exists a node refuses
+    // the runtime of another node's sandbox rather than guess.)
+    let sb2_id = sb2["id"].as_str().unwrap();
+    let (st, e) = json(
+        c.post(n3.api(&format!("/sandboxes/{sb2_id}/exec")))
+            .json(&json!({"command": "true"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((st, e["code"].as_str()), (409, Some("conflict")), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("runs on node n2"),
+        "{e}"
+    );
+    let (st, out) = json(
+        c.post(n2.api(&format!("/sandboxes/{sb2_id}/exec")))
+            .json(&json!({"command": "echo alive"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, out["stdout"].as_str()),
+        (200, Some("alive\n")),
+        "{out}"
+    );
+
+    // n1 returns with the same id, destroys what the cluster gave up.
+    let mock_dir = n1.dir.join("mock");
+    let runtime_left = || {
+        std::fs::read_dir(&mock_dir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(&sb_id))
+            })
+            .unwrap_or(false)
+    };
+    assert!(runtime_left(), "the killed node left its runtime behind");
+    n1.restart();
+    let (st, ready) = get(&c, n1.api("/ready")).await;
+    assert_eq!(
+        (st, ready["node"]["id"].as_str()),
+        (200, Some(n1_id.as_str())),
+        "{ready}"
+    );
+    assert_eq!(ready["node"]["state"], "ready");
+    assert!(!runtime_left(), "the lost sandbox's runtime still exists");
+    let (_, after) = get(&c, n2.api(&format!("/sandboxes/{sb_id}"))).await;
+    assert_eq!(after["state"], "error", "{after}");
+}

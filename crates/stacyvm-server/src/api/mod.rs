@@ -11,6 +11,7 @@ mod extract;
 mod files;
 pub mod model;
 mod network;
+mod nodes;
 mod openapi;
 mod providers;
 mod sandboxes;
@@ -87,6 +88,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(providers::list))
         .routes(routes!(providers::test))
         .routes(routes!(providers::get))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::get))
+        .routes(routes!(nodes::drain))
         .routes(routes!(system::health))
         .routes(routes!(system::live))
         .routes(routes!(system::ready))

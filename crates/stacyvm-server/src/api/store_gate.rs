@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 
 /// The routes that read or write the store.
-const GATED: &[&str] = &["/api/v1/sandboxes", "/api/v1/templates"];
+const GATED: &[&str] = &["/api/v1/sandboxes", "/api/v1/templates", "/api/v1/nodes"];
 
 /// The error of a request refused because the store is away.
 pub(crate) fn not_ready() -> ApiError {

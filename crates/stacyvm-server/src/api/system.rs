@@ -13,7 +13,7 @@ use stacyvm_store::SandboxFilter;
 use super::AppState;
 use super::error::ApiResult;
 use super::model::{
-    AuthSummary, BuildInfo, Diagnostics, LimitsSummary, MetricsResponse, PoolStatus,
+    AuthSummary, BuildInfo, Diagnostics, LimitsSummary, MetricsResponse, NodeReadiness, PoolStatus,
     ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
 };
 use crate::obs;
@@ -79,7 +79,18 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     let store = store_health(&app).await;
     let providers = app.manager.provider_health();
     let ready_providers = providers.iter().filter(|p| p.healthy).count() as u64;
-    let ok = store.healthy && ready_providers > 0;
+    let node = app.manager.local_node().map(|id| {
+        let record = app.manager.local_node_record();
+        NodeReadiness {
+            id: id.to_string(),
+            state: record.as_ref().map(|n| n.state),
+            registered: record.is_some(),
+        }
+    });
+    let node_ok = node
+        .as_ref()
+        .is_none_or(|n| n.registered && n.state != Some(stacyvm_core::NodeState::Lost));
+    let ok = store.healthy && ready_providers > 0 && node_ok;
     let body = ReadyResponse {
         status: if ok { "ready" } else { "not_ready" }.to_string(),
         version: VERSION.to_string(),
@@ -88,6 +99,7 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         total_providers: providers.len() as u64,
         store,
         providers,
+        node,
     };
     let status = if ok {
         StatusCode::OK
@@ -172,7 +184,8 @@ pub async fn prometheus(State(app): State<AppState>) -> ApiResult<Response> {
         sandbox_resources: app.manager.sandbox_resources(),
         destroys: app.manager.destroy_stats(),
     };
-    match obs::prometheus::render(snapshot) {
+    let options = obs::PrometheusOptions::default();
+    match obs::prometheus::render_on_node(snapshot, options, app.manager.local_node()) {
         Ok(text) => Ok((
             [(header::CONTENT_TYPE, obs::prometheus::CONTENT_TYPE)],
             text,

@@ -310,7 +310,7 @@ impl Manager {
             preview_domain: self.inner.preview_domain.clone(),
             template: r.template.clone(),
             error: None,
-            node_id: None,
+            node_id: self.local_node().map(str::to_string),
         };
         let sandbox = match self
             .inner
@@ -539,6 +539,25 @@ impl Manager {
         let sb = self.get(id).await?;
         if sb.state == SandboxState::Destroyed {
             return Err(ManagerError::NotFound(format!("sandbox {id}")));
+        }
+        if self.foreign_node(&sb).is_some() {
+            if sb.state.is_active() {
+                self.ensure_local(&sb)?;
+            }
+            // No runtime is wanted any more (its node was lost): only the
+            // record goes; the node destroys the runtime when it returns.
+            let done = self
+                .inner
+                .store
+                .transition(id, &[sb.state], SandboxState::Destroyed, None)
+                .await?
+                .ok_or_else(|| ManagerError::Conflict(format!("sandbox {id} changed meanwhile")))?;
+            self.publish(
+                EventType::SandboxDestroyed,
+                Some(id),
+                json!({"provider": done.provider, "reason": "record of a lost node"}),
+            );
+            return Ok(done);
         }
         self.teardown(sb, None).await
     }

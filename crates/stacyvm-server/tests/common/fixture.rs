@@ -60,6 +60,7 @@ pub async fn fixture_with(
         health_interval: Duration::from_secs(3600),
         reaper_interval: Duration::from_secs(3600),
         preview_domain: None,
+        node: None,
     })
     .unwrap();
     manager.refresh_health().await;

@@ -35,8 +35,8 @@ pub use stacyvm_core::{
 };
 pub use system::{
     AuthSummary, BuildInfo, Diagnostics, EventStreamItem, EventsQuery, LimitsSummary,
-    MetricsResponse, PoolStatus, ProviderDetail, ProviderSummary, QuotaSummary, ReadyResponse,
-    SandboxCounts, ServerStatus, StoreHealth,
+    MetricsResponse, NodeReadiness, PoolStatus, ProviderDetail, ProviderSummary, QuotaSummary,
+    ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
 };
 pub use templates::{TemplateRequest, TemplateSpawnRequest};
 
@@ -46,7 +46,8 @@ pub use templates::{TemplateRequest, TemplateSpawnRequest};
 pub struct ErrorBody {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `timeout`, `conflict`, `payload_too_large`,
-    /// `resource_limit`, `internal`, `provider_error` or `unavailable`.
+    /// `resource_limit`, `internal`, `provider_error`, `unavailable` or
+    /// `not_ready` (the store is away; retry).
     #[schema(example = "not_found")]
     pub code: String,
     #[schema(example = "sandbox sb-a1b2c3d4 not found")]

@@ -31,6 +31,20 @@ pub struct ReadyResponse {
     pub total_providers: u64,
     pub store: StoreHealth,
     pub providers: Vec<ProviderHealth>,
+    /// This server as a cluster node; absent on a single host. A node is
+    /// ready only while registered and not `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeReadiness>,
+}
+
+/// The `node` object of `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeReadiness {
+    pub id: String,
+    /// `ready`, `draining` or `lost`; absent before registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<stacyvm_core::NodeState>,
+    pub registered: bool,
 }
 
 /// The store's health, measured on the request.
