@@ -5,6 +5,10 @@
 # the tests may reach:
 #   198.18.0.1:80, 198.18.0.1:8080, 198.18.0.2:80   HTTP (busybox httpd),
 #     each page naming its address and port
+#   198.18.0.1:443   HTTPS (openssl s_server, self-signed): SNI allowed.test
+#     gets its own certificate, anything else the other.test one
+#   198.18.0.3:53    DNS (dnsmasq, forwards nothing): allowed.test and
+#     *.allowed.test -> 198.18.0.1, other.test -> 198.18.0.2
 # 198.18.0.0/15 is the benchmarking range (RFC 2544): never routed on the
 # internet. No server here does reverse-DNS lookups.
 #
@@ -23,6 +27,8 @@ need=()
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v openssl >/dev/null || need+=(openssl)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 update -qq
@@ -59,6 +65,25 @@ serve_http 198.18.0.1 80
 serve_http 198.18.0.1 8080
 serve_http 198.18.0.2 80
 
+mkdir -p "$state/tls"
+for name in allowed.test other.test; do
+  if [ ! -f "$state/tls/$name.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=$name" -addext "subjectAltName=DNS:$name" \
+      -keyout "$state/tls/$name.key" -out "$state/tls/$name.pem" 2>/dev/null
+  fi
+done
+ip netns exec "$ns" setsid openssl s_server -quiet -www -accept 198.18.0.1:443 \
+  -cert "$state/tls/other.test.pem" -key "$state/tls/other.test.key" \
+  -servername allowed.test \
+  -cert2 "$state/tls/allowed.test.pem" -key2 "$state/tls/allowed.test.key" \
+  </dev/null >"$state/s_server.log" 2>&1 &
+
+ip netns exec "$ns" dnsmasq --conf-file=/dev/null --no-resolv --no-hosts \
+  --no-poll --bind-interfaces --listen-address=198.18.0.3 --port=53 \
+  --user=root --pid-file="$state/dnsmasq.pid" \
+  --address=/allowed.test/198.18.0.1 --address=/other.test/198.18.0.2
+
 # Ready when every server answers from the host.
 for url in http://198.18.0.1/ http://198.18.0.1:8080/ http://198.18.0.2/; do
   ok=
@@ -68,4 +93,18 @@ for url in http://198.18.0.1/ http://198.18.0.1:8080/ http://198.18.0.2/; do
   done
   [ -n "$ok" ] || { echo "network.sh: $url does not answer" >&2; exit 1; }
 done
+for _ in $(seq 50); do
+  if curl -ks --noproxy "*" --max-time 1 --resolve allowed.test:443:198.18.0.1 \
+      -o /dev/null https://allowed.test/; then break; fi
+  sleep 0.1
+done
+curl -ks --noproxy "*" --max-time 2 --resolve allowed.test:443:198.18.0.1 \
+  -o /dev/null https://allowed.test/ || { echo "network.sh: HTTPS does not answer" >&2; exit 1; }
+ok=
+for _ in $(seq 50); do
+  if { ip netns exec "$ns" "$busybox" nslookup -type=a allowed.test 198.18.0.3 2>/dev/null || true; } \
+      | grep -q 'Address: 198.18.0.1'; then ok=1; break; fi
+  sleep 0.1
+done
+[ -n "$ok" ] || { echo "network.sh: DNS does not answer" >&2; exit 1; }
 echo "network.sh: fake internet up in netns $ns"

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use native_support::*;
 use stacyvm_core::{NetworkMode, NetworkPolicy, SandboxId};
-use stacyvm_providers::native::network::nft::PROXY_MARK;
+use stacyvm_providers::native::network::nft::{PROXY_MARK, RESOLVER_MARK};
 use stacyvm_providers::native::{NativeConfig, NativeProvider};
 use stacyvm_providers::{Provider, ProviderError, SpawnSpec};
 
@@ -60,7 +60,7 @@ impl Guard {
             "table inet {table} {{
   chain output {{
     type filter hook output priority filter - 20; policy accept;
-    meta mark {PROXY_MARK:#x} oifname {{ {set} }} counter drop
+    meta mark {{ {PROXY_MARK:#x}, {RESOLVER_MARK:#x} }} oifname {{ {set} }} counter drop
   }}
   chain forward {{
     type filter hook forward priority filter - 20; policy accept;
@@ -179,6 +179,7 @@ fn egress_config(c: &mut NativeConfig) {
     c.egress.subnet = format!("10.{}.{}.0/24", 232 + n / 250, n % 250);
     c.egress.table = format!("stacyvm_t{}_{}", std::process::id(), next());
     c.egress.connect_timeout_ms = 3000;
+    c.egress.dns_upstream = "198.18.0.3".into();
 }
 
 fn allow(entries: &[&str]) -> NetworkPolicy {
@@ -249,6 +250,107 @@ async fn allow_reaches_only_the_addresses_and_ports_it_names() {
             .is_err()
     );
     assert!(fetch(p, &id, &format!("http://{FAKE_2}/")).await.is_err());
+
+    p.destroy(&id).await.unwrap();
+    assert_eq!(p.network_leftovers(&id).await.0, Vec::<String>::new());
+    guard.assert_clean();
+    drop(cleanup);
+}
+
+/// An HTTP GET to `ip:port` saying `Host: host`; Ok(body) or Err.
+async fn fetch_as(
+    p: &NativeProvider,
+    id: &SandboxId,
+    ip: &str,
+    port: u16,
+    host: &str,
+) -> Result<String, String> {
+    let (code, out, err) = run(
+        p,
+        id,
+        &format!(
+            "printf 'GET / HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n' | nc -w 3 {ip} {port}"
+        ),
+    )
+    .await;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_string()),
+        _ => Err(format!("exit {code}: {out}{err}")),
+    }
+}
+
+/// Sends a TLS ClientHello naming `sni` to `ip:443`; whether a TLS
+/// handshake record came back.
+async fn tls_answers(p: &NativeProvider, id: &SandboxId, ip: &str, sni: &str) -> bool {
+    let hello: String = stacyvm_providers::native::network::sniff::client_hello(sni)
+        .iter()
+        .map(|b| format!("\\{b:03o}"))
+        .collect();
+    let (_, out, _) = run(
+        p,
+        id,
+        &format!("printf '{hello}' | nc -w 2 {ip} 443 | head -c 1 | od -An -tx1"),
+    )
+    .await;
+    out.trim() == "16"
+}
+
+/// Domain entries: DNS answers only allowed names (and no other resolver
+/// is reachable), and a connection passes by name only when its SNI or
+/// `Host` is allowed and it goes to an address of that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_pass_by_dns_sni_and_host_only() {
+    if !fake_internet() {
+        return;
+    }
+    let Some(env) = env_with(egress_config).await else {
+        return;
+    };
+    let guard = Guard::install();
+    let p = &env.provider;
+    let cleanup = Cleanup::new(p);
+    let id = cleanup.id();
+    p.spawn(&spec_with(
+        &id,
+        allow(&["allowed.test:80", "allowed.test:443"]),
+    ))
+    .await
+    .unwrap();
+
+    // DNS: the allowed name resolves, others do not, asked of us or of
+    // any other server; TXT gets nothing.
+    let (_, out, _) = run(p, &id, "nslookup -type=a allowed.test").await;
+    assert!(out.contains("198.18.0.1"), "{out}");
+    for q in [
+        "nslookup -type=a other.test",
+        "nslookup -type=a other.test 198.18.0.3",
+        "nslookup -type=a allowed.test.evil.example 198.18.0.3",
+        "nslookup -type=txt allowed.test",
+    ] {
+        let (_, out, _) = run(p, &id, q).await;
+        assert!(
+            !out.contains("198.18.0.2") && !out.contains("text ="),
+            "{q}: {out}"
+        );
+        assert!(!out.contains("Address: 198.18.0.1"), "{q}: {out}");
+    }
+
+    // HTTP by name: allowed Host to its address passes; a forged Host, or
+    // the allowed Host to an address that is not its, does not.
+    assert_eq!(
+        fetch_as(p, &id, FAKE_1, 80, "allowed.test").await.unwrap(),
+        "fake internet 198.18.0.1:80\n"
+    );
+    assert!(fetch_as(p, &id, FAKE_1, 80, "other.test").await.is_err());
+    assert!(fetch_as(p, &id, FAKE_2, 80, "allowed.test").await.is_err());
+    assert!(
+        fetch_as(p, &id, FAKE_1, 8080, "allowed.test")
+            .await
+            .is_err()
+    );
+    // TLS by SNI, the same way.
+    assert!(tls_answers(p, &id, FAKE_1, "allowed.test").await);
+    assert!(!tls_answers(p, &id, FAKE_1, "other.test").await);
 
     p.destroy(&id).await.unwrap();
     assert_eq!(p.network_leftovers(&id).await.0, Vec::<String>::new());

@@ -336,10 +336,11 @@ impl NativeProvider {
             vcpus: spec.vcpus,
             pids_limit: self.inner.config.pids_limit,
             network: match (&netns, network.mode) {
-                (Some(path), _) => spec::SpecNetwork::Join(path),
+                (Some((path, _)), _) => spec::SpecNetwork::Join(path),
                 (None, NetworkMode::Host) => spec::SpecNetwork::Host,
                 (None, _) => spec::SpecNetwork::Private,
             },
+            resolv_conf: netns.as_ref().map(|(_, resolv)| resolv.as_path()),
             seccomp: self.inner.config.seccomp,
             env: image.config.env.clone(),
             workdir: image.config.workdir.clone().filter(|w| !w.is_empty()),

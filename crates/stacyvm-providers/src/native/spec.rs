@@ -64,6 +64,9 @@ pub struct SpecInput<'a> {
     pub vcpus: u32,
     pub pids_limit: u32,
     pub network: SpecNetwork<'a>,
+    /// Bound read-only over `/etc/resolv.conf` (network mode `allow`: the
+    /// StacyVM resolver).
+    pub resolv_conf: Option<&'a Path>,
     pub seccomp: bool,
     /// `KEY=VALUE` pairs from the image.
     pub env: Vec<String>,
@@ -156,6 +159,22 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
         .build()?;
 
     let mut mounts: Vec<Mount> = get_default_mounts();
+    if let Some(resolv) = input.resolv_conf {
+        mounts.push(
+            MountBuilder::default()
+                .destination("/etc/resolv.conf")
+                .typ("bind")
+                .source(resolv)
+                .options(vec![
+                    "bind".into(),
+                    "ro".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "noexec".into(),
+                ])
+                .build()?,
+        );
+    }
     mounts.push(
         MountBuilder::default()
             .destination(AGENT_IN_SANDBOX)
@@ -274,6 +293,7 @@ mod tests {
             vcpus: 1,
             pids_limit: 32,
             network: SpecNetwork::Private,
+            resolv_conf: None,
             seccomp: true,
             env: Vec::new(),
             workdir: None,

@@ -1,6 +1,6 @@
 //! `providers.native.egress.*`: the host side of network mode `allow`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,13 @@ pub struct EgressConfig {
     pub proxy_port: u16,
     /// How long the proxy waits for an allowed destination to accept.
     pub connect_timeout_ms: u64,
+    /// The DNS server (`address:port`, or an address for port 53) the
+    /// StacyVM resolver asks for the names a policy allows. Empty: domain
+    /// entries are refused at spawn (400).
+    pub dns_upstream: String,
+    /// UDP port of the resolver on each sandbox's host-side address; a
+    /// sandbox's DNS to any address is redirected there.
+    pub dns_port: u16,
     /// The nftables table (family `inet`) this server owns and replaces at
     /// start; two servers on one host need different tables and subnets.
     pub table: String,
@@ -35,6 +42,8 @@ impl Default for EgressConfig {
             proxy_port: 17480,
             connect_timeout_ms: 10_000,
             table: "stacyvm".into(),
+            dns_upstream: String::new(),
+            dns_port: 17453,
         }
     }
 }
@@ -59,8 +68,30 @@ impl EgressConfig {
         Ok(net.trunc())
     }
 
+    /// The upstream resolver, if configured; errors name the key.
+    pub fn upstream(&self) -> Result<Option<SocketAddr>, String> {
+        let s = self.dns_upstream.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse::<SocketAddr>()
+            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map(Some)
+            .map_err(|_| {
+                format!(
+                    "providers.native.egress.dns_upstream {s:?} is not an address or address:port"
+                )
+            })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.pool()?;
+        self.upstream()?;
+        if self.dns_port == 0 || self.dns_port == self.proxy_port {
+            return Err(
+                "providers.native.egress.dns_port must be set and differ from proxy_port".into(),
+            );
+        }
         if self.proxy_port == 0 {
             return Err("providers.native.egress.proxy_port must not be 0".into());
         }
@@ -106,5 +137,22 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().is_ok());
+        let up = |s: &str| {
+            EgressConfig {
+                dns_upstream: s.into(),
+                ..Default::default()
+            }
+            .upstream()
+        };
+        assert_eq!(up("").unwrap(), None);
+        assert_eq!(
+            up("198.18.0.1").unwrap(),
+            Some("198.18.0.1:53".parse().unwrap())
+        );
+        assert_eq!(
+            up("198.18.0.1:5353").unwrap(),
+            Some("198.18.0.1:5353".parse().unwrap())
+        );
+        assert!(up("dns.example").unwrap_err().contains("dns_upstream"));
     }
 }

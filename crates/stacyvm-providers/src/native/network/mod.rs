@@ -10,9 +10,12 @@
 //! See `docs/network.md`.
 
 mod config;
+mod dns;
 mod link;
 pub mod nft;
 mod proxy;
+mod resolver;
+pub mod sniff;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -86,6 +89,9 @@ impl Egress {
         proxy::Settings {
             pool: self.pool,
             connect_timeout: Duration::from_millis(self.config.connect_timeout_ms),
+            // Checked by `validate` at construction.
+            upstream: self.config.upstream().ok().flatten(),
+            dns_port: self.config.dns_port,
         }
     }
 
@@ -115,7 +121,13 @@ impl Egress {
             .filter(|(_, _, l)| link::iface_exists(&l.host_if))
             .collect();
         let ifaces: Vec<String> = live.iter().map(|(_, _, l)| l.host_if.clone()).collect();
-        nft::apply(&nft::table_script(&self.config.table, self.pool, self.config.proxy_port, &ifaces))
+        nft::apply(&nft::table_script(
+            &self.config.table,
+            self.pool,
+            self.config.proxy_port,
+            self.config.dns_port,
+            &ifaces,
+        ))
             .await
             .map_err(|e| {
                 ProviderError::unavailable_from(
@@ -146,18 +158,25 @@ impl Egress {
         Ok(())
     }
 
-    /// Gives sandbox `id` (directory `dir`) its link, rules and proxy;
-    /// returns the namespace the runtime joins. What is half made on
-    /// failure is removed by [`Egress::detach`].
+    /// Gives sandbox `id` (directory `dir`) its link, rules, resolver and
+    /// proxy; returns the namespace the runtime joins and the
+    /// `resolv.conf` to bind into it. What is half made on failure is
+    /// removed by [`Egress::detach`].
     pub async fn attach(
         &self,
         id: &SandboxId,
         dir: &Path,
         policy: &NetworkPolicy,
-    ) -> Result<PathBuf, ProviderError> {
+    ) -> Result<(PathBuf, PathBuf), ProviderError> {
         let compiled = policy
             .compile()
             .map_err(|e| ProviderError::InvalidInput(e.to_string()))?;
+        if compiled.has_domains() && self.settings().upstream.is_none() {
+            return Err(ProviderError::InvalidInput(
+                "domain entries need a resolver: providers.native.egress.dns_upstream is not set"
+                    .into(),
+            ));
+        }
         self.ensure_ready().await?;
         let slot = {
             let mut st = self.state();
@@ -199,7 +218,14 @@ impl Egress {
             .await
             .map_err(|e| failed("proxy", e.to_string()))?;
         self.state().proxies.insert(id.clone(), proxy);
-        Ok(l.netns_path())
+        let resolv = dir.join("resolv.conf");
+        tokio::fs::write(
+            &resolv,
+            format!("nameserver {}\noptions ndots:0\n", l.host_ip),
+        )
+        .await
+        .map_err(|e| failed("resolv.conf", e.to_string()))?;
+        Ok((l.netns_path(), resolv))
     }
 
     /// Removes everything [`Egress::attach`] made for `id`; idempotent,

@@ -3,7 +3,8 @@
 //!
 //! What the table enforces, whatever a sandbox's policy says:
 //! - every TCP connection a sandbox makes is redirected to the egress
-//!   proxy on its own host-side address (the proxy applies the policy);
+//!   proxy on its own host-side address (the proxy applies the policy),
+//!   and its DNS, to whatever address, to the StacyVM resolver there;
 //! - nothing else from a sandbox reaches the host: not its loopback
 //!   services, not the API port, not another sandbox's proxy;
 //! - nothing from a sandbox is forwarded, and nothing is forwarded to one:
@@ -23,10 +24,19 @@ use tokio::process::Command;
 
 /// The `SO_MARK` of the proxy's outgoing sockets.
 pub const PROXY_MARK: u32 = 0x5356_4d31;
+/// The `SO_MARK` of the resolver's queries to its upstream (which may be
+/// a local resolver, so the proxy's fence does not apply).
+pub const RESOLVER_MARK: u32 = 0x5356_4d32;
 
 /// The whole table, replacing any earlier one in one transaction, with
 /// the interfaces of the sandboxes that exist now.
-pub fn table_script(table: &str, pool: Ipv4Net, proxy_port: u16, ifaces: &[String]) -> String {
+pub fn table_script(
+    table: &str,
+    pool: Ipv4Net,
+    proxy_port: u16,
+    dns_port: u16,
+    ifaces: &[String],
+) -> String {
     let elements = if ifaces.is_empty() {
         String::new()
     } else {
@@ -47,11 +57,13 @@ table inet {table} {{
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     iifname @sandbox_ifs meta l4proto tcp redirect to :{proxy_port}
+    iifname @sandbox_ifs udp dport 53 redirect to :{dns_port}
   }}
   chain input {{
     type filter hook input priority filter - 5; policy accept;
     iifname @sandbox_ifs ct state established,related accept
     iifname @sandbox_ifs tcp dport {proxy_port} ct status dnat accept
+    iifname @sandbox_ifs udp dport {dns_port} ct status dnat accept
     iifname @sandbox_ifs counter drop
   }}
   chain forward {{
@@ -158,11 +170,13 @@ mod tests {
             "stacyvm",
             "10.231.0.0/16".parse().unwrap(),
             17480,
+            17453,
             &["sva".into()],
         );
         assert!(s.contains("redirect to :17480"));
+        assert!(s.contains("udp dport 53 redirect to :17453"));
         assert!(s.contains("10.231.0.0/16 }"));
         assert!(s.contains("elements = { \"sva\" }"));
-        assert!(!table_script("t", "10.0.0.0/8".parse().unwrap(), 1, &[]).contains("\"sva\""));
+        assert!(!table_script("t", "10.0.0.0/8".parse().unwrap(), 1, 2, &[]).contains("\"sva\""));
     }
 }

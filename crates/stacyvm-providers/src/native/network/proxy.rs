@@ -17,6 +17,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::nft;
+use super::resolver::{self, Names};
+use super::sniff::{self, Sniffed};
 
 /// A running proxy; dropping it stops the listener and cuts every
 /// connection it carries.
@@ -40,6 +42,9 @@ pub struct Settings {
     /// The sandbox pool: never a destination.
     pub pool: Ipv4Net,
     pub connect_timeout: Duration,
+    /// Where the resolver asks; `None`: no domain entry can match.
+    pub upstream: Option<SocketAddr>,
+    pub dns_port: u16,
 }
 
 impl Proxy {
@@ -51,9 +56,26 @@ impl Proxy {
         settings: Settings,
     ) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(addr).await?;
+        let dns = tokio::net::UdpSocket::bind((addr.ip(), settings.dns_port)).await?;
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(Arc::new(policy));
-        tokio::spawn(serve(listener, sandbox, rx, settings, cancel.clone()));
+        let names = Names::default();
+        tokio::spawn(resolver::serve(
+            dns,
+            sandbox.clone(),
+            rx.clone(),
+            settings.upstream,
+            names.clone(),
+            cancel.clone(),
+        ));
+        tokio::spawn(serve(
+            listener,
+            sandbox,
+            rx,
+            settings,
+            names,
+            cancel.clone(),
+        ));
         Ok(Proxy { cancel, policy: tx })
     }
 }
@@ -63,6 +85,7 @@ async fn serve(
     sandbox: String,
     policy: watch::Receiver<Arc<CompiledPolicy>>,
     settings: Settings,
+    names: Names,
     cancel: CancellationToken,
 ) {
     loop {
@@ -79,10 +102,11 @@ async fn serve(
             }
         };
         let (policy, cancel, sandbox) = (policy.clone(), cancel.child_token(), sandbox.clone());
+        let names = names.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = handle(stream, &sandbox, policy, settings) => {}
+                _ = handle(stream, &sandbox, policy, settings, &names) => {}
             }
         });
     }
@@ -93,19 +117,40 @@ async fn handle(
     sandbox: &str,
     policy: watch::Receiver<Arc<CompiledPolicy>>,
     settings: Settings,
+    names: &Names,
 ) {
     let Some(dest) = original_destination(&stream) else {
         reset(stream);
         return;
     };
-    let allowed = {
-        let p = policy.borrow();
-        !forbidden(dest.ip(), settings.pool) && p.allows_ip(dest.ip(), dest.port())
-    };
-    if !allowed {
-        tracing::debug!(sandbox_id = %sandbox, destination = %dest, "egress refused");
+    let p = policy.borrow().clone();
+    if forbidden(dest.ip(), settings.pool) {
+        tracing::debug!(sandbox_id = %sandbox, destination = %dest, "egress refused (internal)");
         reset(stream);
         return;
+    }
+    let mut stream = stream;
+    let mut first = Vec::new();
+    if !p.allows_ip(dest.ip(), dest.port()) {
+        // Only a domain entry can still allow it: by the name the
+        // connection itself asks for, and only to an address of that name.
+        let name = if p.has_domains() {
+            read_name(&mut stream, &mut first).await
+        } else {
+            None
+        };
+        let ok = match (&name, dest.ip()) {
+            (Some(n), IpAddr::V4(v4)) => {
+                p.allows_name(n, dest.ip(), dest.port())
+                    && names.resolves_to(settings.upstream, n, v4).await
+            }
+            _ => false,
+        };
+        if !ok {
+            tracing::debug!(sandbox_id = %sandbox, destination = %dest, name = ?name, "egress refused");
+            reset(stream);
+            return;
+        }
     }
     let upstream = match tokio::time::timeout(settings.connect_timeout, connect_marked(dest)).await
     {
@@ -121,7 +166,40 @@ async fn handle(
         }
     };
     let (mut a, mut b) = (stream, upstream);
+    if !first.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        if b.write_all(&first).await.is_err() {
+            return;
+        }
+    }
     let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+}
+
+/// How long a connection may take to say which name it wants.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the first bytes of `stream` into `buf` until they name a host
+/// (TLS SNI or HTTP `Host`).
+async fn read_name(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + SNIFF_TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match sniff::sniff(buf) {
+            Sniffed::Tls(n) | Sniffed::Http(n) => return Some(n),
+            Sniffed::Unknown => return None,
+            Sniffed::NeedMore if buf.len() >= sniff::MAX_PEEK => return None,
+            Sniffed::NeedMore => {}
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Where the sandbox meant to connect, before the redirect.
