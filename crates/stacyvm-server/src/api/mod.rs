@@ -11,6 +11,7 @@ mod extract;
 mod files;
 mod keys;
 pub mod model;
+mod network;
 mod nodes;
 mod openapi;
 mod providers;
@@ -66,6 +67,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::get, sandboxes::destroy))
         .routes(routes!(sandboxes::extend))
         .routes(routes!(sandboxes::logs))
+        .routes(routes!(network::get))
         .routes(routes!(exec::exec))
         .routes(routes!(exec::exec_ws))
         .routes(routes!(
