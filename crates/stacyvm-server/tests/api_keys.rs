@@ -152,3 +152,53 @@ async fn keys_name_owners_scopes_gate_routes_and_revocation_is_prompt() {
     }
     s.stop().await;
 }
+
+/// Schemathesis found that an `expires_in` of centuries was stored as a
+/// five-digit year no store could read back, so every later `/keys` call
+/// failed with 500. Such a lifetime is refused, and the longest one allowed
+/// still lists, reads and revokes.
+#[tokio::test]
+async fn a_lifetime_beyond_a_century_is_refused_and_the_longest_allowed_reads_back() {
+    use reqwest::Method as M;
+    let s = TestServer::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.api_key = String::new();
+        c.auth.admin_api_key = ADMIN.into();
+    })
+    .await;
+    for too_long in ["876001h", "9999999999h"] {
+        let (st, v, text) = call(
+            &s,
+            ADMIN,
+            M::POST,
+            "/keys",
+            Some(json!({"owner": "alice", "expires_in": too_long})),
+        )
+        .await;
+        assert_eq!(st, 400, "{too_long}: {text}");
+        assert_eq!(v["code"], "bad_request", "{text}");
+    }
+    let (st, v, text) = call(
+        &s,
+        ADMIN,
+        M::POST,
+        "/keys",
+        Some(json!({"owner": "alice", "expires_in": "876000h"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{text}");
+    let id = v["id"].as_str().unwrap().to_string();
+    for (method, path) in [
+        (M::GET, "/keys".to_string()),
+        (M::GET, "/keys?owner=".to_string()),
+        (M::GET, format!("/keys/{id}")),
+        (M::DELETE, format!("/keys/{id}")),
+    ] {
+        let (st, _, text) = call(&s, ADMIN, method.clone(), &path, None).await;
+        assert!(st == 200 || st == 400, "{method} {path}: {st} {text}");
+    }
+    let (st, v, text) = call(&s, ADMIN, M::GET, "/keys", None).await;
+    assert_eq!(st, 200, "{text}");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{text}");
+    s.stop().await;
+}

@@ -29,6 +29,10 @@ impl From<KeyError> for ApiError {
     }
 }
 
+/// The longest `expires_in` a key may have. Beyond it the expiry would
+/// leave the four-digit years every store's timestamps are written in.
+const MAX_KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Mints a key for an owner. The answer holds the key; it is never shown
 /// again.
 #[utoipa::path(
@@ -56,6 +60,11 @@ pub async fn create(
     };
     let expires_at = match req.expires_in {
         None => None,
+        Some(d) if d.0 > MAX_KEY_LIFETIME => {
+            return Err(ApiError::bad_request(
+                "expires_in is longer than 100 years; omit it for a key that does not expire",
+            ));
+        }
         Some(d) => Some(
             chrono::Duration::from_std(d.0)
                 .ok()

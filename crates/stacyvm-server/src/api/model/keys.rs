@@ -18,7 +18,8 @@ pub struct CreateKeyRequest {
     /// A label for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Lifetime from now (`720h`); none: the key does not expire.
+    /// Lifetime from now (`720h`, at most 100 years); none: the key does
+    /// not expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<GoDuration>,
     /// `stacyvm` (default, `svm_<id>_<secret>`) or `e2b` (`e2b_<hex>`, for
