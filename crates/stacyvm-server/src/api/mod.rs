@@ -43,6 +43,8 @@ use crate::manager::Manager;
 pub struct AppState {
     pub manager: Manager,
     pub auth: Arc<AuthSettings>,
+    /// Cluster forwarding (a node with `cluster.secret`); `None` otherwise.
+    pub forwarder: Option<Arc<crate::cluster::forward::Forwarder>>,
 }
 
 /// HTTP settings of the router.
@@ -116,6 +118,10 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::forward,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             store_gate::require_store,
