@@ -3,6 +3,7 @@
 //! events and Go-style durations. Nothing here does I/O.
 #![forbid(unsafe_code)]
 
+pub mod apikey;
 pub mod duration;
 pub mod error_chain;
 pub mod event;
@@ -16,6 +17,7 @@ pub mod sandbox;
 mod schema;
 pub mod template;
 
+pub use apikey::{ApiKey, KeyScope};
 pub use duration::{DurationError, GoDuration};
 pub use error_chain::ErrorChain;
 pub use event::{Event, EventType};
