@@ -207,6 +207,7 @@ pub async fn build_with_store(
             admin_api_key: config.auth.admin_api_key.clone(),
         }),
         keys,
+        forwarder: forwarder(&config, &manager)?,
     };
     let router = api::router(
         state,
@@ -257,6 +258,35 @@ impl App {
         self.manager.store().ping().await.ok();
         result.map_err(StartError::from)
     }
+}
+
+/// The cluster forwarder: on a node with `cluster.secret`. Without the
+/// secret a node serves only its own sandboxes' runtimes (and says so).
+fn forwarder(
+    config: &Config,
+    manager: &Manager,
+) -> Result<Option<Arc<crate::cluster::forward::Forwarder>>, StartError> {
+    let Some(node) = manager.local_node() else {
+        return Ok(None);
+    };
+    if config.cluster.secret.is_empty() {
+        tracing::warn!(
+            "cluster.secret is not set: requests for another node's sandbox are not forwarded"
+        );
+        return Ok(None);
+    }
+    // Bounded: the longest exec this node allows, plus a margin.
+    let longest = match config.defaults.max_exec_timeout.0 {
+        d if d.is_zero() => Duration::from_secs(3600),
+        d => d,
+    };
+    crate::cluster::forward::Forwarder::new(
+        node,
+        &config.cluster.secret,
+        longest + Duration::from_secs(60),
+    )
+    .map(|f| Some(Arc::new(f)))
+    .map_err(StartError::Providers)
 }
 
 /// Binds the configured address.

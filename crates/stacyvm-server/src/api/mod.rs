@@ -47,6 +47,8 @@ pub struct AppState {
     pub auth: Arc<AuthSettings>,
     /// Stored API keys (verified by the auth middleware, managed by `/keys`).
     pub keys: crate::keys::Keyring,
+    /// Cluster forwarding (a node with `cluster.secret`); `None` otherwise.
+    pub forwarder: Option<Arc<crate::cluster::forward::Forwarder>>,
 }
 
 /// HTTP settings of the router.
@@ -123,6 +125,10 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::forward,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             store_gate::require_store,

@@ -36,9 +36,9 @@ pub use stacyvm_core::{
     Sandbox, SandboxId, SandboxState, Template,
 };
 pub use system::{
-    AuthSummary, BuildInfo, Diagnostics, EventStreamItem, EventsQuery, LimitsSummary,
-    MetricsResponse, NodeReadiness, PoolStatus, ProviderDetail, ProviderSummary, QuotaSummary,
-    ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
+    AuthSummary, BuildInfo, ClusterSummary, Diagnostics, EventStreamItem, EventsQuery,
+    LimitsSummary, MetricsResponse, NodeLease, NodeReadiness, PoolStatus, ProviderDetail,
+    ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
 };
 pub use templates::{TemplateRequest, TemplateSpawnRequest};
 
