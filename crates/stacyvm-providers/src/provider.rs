@@ -259,6 +259,25 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
         }
     }
 
+    /// Changes the egress policy of a running sandbox (already checked by
+    /// [`NetworkPolicy::compile`]): in force for new connections at once,
+    /// and connections it no longer allows are cut. Providers that cannot
+    /// refuse with `InvalidInput`; asking for the policy already in force
+    /// is always fine.
+    async fn set_network(
+        &self,
+        id: &SandboxId,
+        policy: &NetworkPolicy,
+    ) -> Result<(), ProviderError> {
+        if &self.network(id).await? == policy {
+            return Ok(());
+        }
+        Err(ProviderError::InvalidInput(format!(
+            "provider {} cannot change the network of a running sandbox",
+            self.name()
+        )))
+    }
+
     /// CPU, memory and pids of a sandbox; `None` when not measurable.
     async fn resource_usage(
         &self,

@@ -358,6 +358,68 @@ async fn names_pass_by_dns_sni_and_host_only() {
     drop(cleanup);
 }
 
+/// A policy change takes effect at once: new connections follow it, and
+/// an open connection it no longer allows is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_apply_at_once_and_cut_what_is_no_longer_allowed() {
+    if !fake_internet() {
+        return;
+    }
+    let Some(env) = env_with(egress_config).await else {
+        return;
+    };
+    let guard = Guard::install();
+    let p = &env.provider;
+    let cleanup = Cleanup::new(p);
+    let id = cleanup.id();
+    p.spawn(&spec_with(&id, allow(&[&format!("{FAKE_1}:80")])))
+        .await
+        .unwrap();
+    assert!(fetch(p, &id, &format!("http://{FAKE_1}/")).await.is_ok());
+
+    // A connection that opens now and asks only after the change.
+    let live = {
+        let (p, id) = (p.clone(), id.clone());
+        tokio::spawn(async move {
+            run(
+                &p,
+                &id,
+                &format!("(sleep 1.5; printf 'GET / HTTP/1.0\\r\\n\\r\\n') | nc -w 4 {FAKE_1} 80"),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let changed = allow(&[&format!("{FAKE_2}:80")]);
+    let started = std::time::Instant::now();
+    p.set_network(&id, &changed).await.unwrap();
+    let took = started.elapsed();
+    assert!(took.as_millis() <= 100, "the change took {took:?}");
+    eprintln!("policy change took {took:?}");
+    assert_eq!(p.network(&id).await.unwrap(), changed);
+
+    let (_, out, _) = live.await.unwrap();
+    assert!(
+        !out.contains("fake internet"),
+        "the open connection was not cut: {out}"
+    );
+    assert!(fetch(p, &id, &format!("http://{FAKE_1}/")).await.is_err());
+    assert_eq!(
+        fetch(p, &id, &format!("http://{FAKE_2}/")).await.unwrap(),
+        "fake internet 198.18.0.2:80\n"
+    );
+    // The mode itself stays.
+    let none = NetworkPolicy::none();
+    assert!(matches!(
+        p.set_network(&id, &none).await,
+        Err(ProviderError::InvalidInput(_))
+    ));
+    p.destroy(&id).await.unwrap();
+    assert_eq!(p.network_leftovers(&id).await.0, Vec::<String>::new());
+    guard.assert_clean();
+    drop(cleanup);
+}
+
 /// The host, the API port, another sandbox and the metadata address stay
 /// out of reach even when the policy names them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

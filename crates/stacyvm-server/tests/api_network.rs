@@ -59,6 +59,31 @@ async fn the_policy_of_a_sandbox_is_readable() {
     let id = sb["id"].as_str().unwrap();
     let (st, net) = s.get(&format!("/sandboxes/{id}/network")).await;
     assert_eq!((st, net), (200, json!({"mode": "none"})));
+    // The mock cannot change a network: the same policy is fine, another
+    // is a 400, a bad one a 400 naming the entry.
+    let put = |body: serde_json::Value| {
+        let url = s.url(&format!("/sandboxes/{id}/network"));
+        let http = s.http.clone();
+        async move {
+            let r = http.put(url).json(&body).send().await.unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        put(json!({"mode": "none"})).await,
+        (200, json!({"mode": "none"}))
+    );
+    let (st, body) = put(json!({"mode": "allow", "allow": ["10.0.0.0/8"]})).await;
+    assert_error(st, &body, 400, "bad_request");
+    let (st, body) = put(json!({"mode": "allow", "allow": ["a..b"]})).await;
+    assert_error(st, &body, 400, "bad_request");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("network.allow[0]")
+    );
     let (st, _) = s.delete(&format!("/sandboxes/{id}")).await;
     assert!(st == 200 || st == 204);
     let (st, body) = s.get(&format!("/sandboxes/{id}/network")).await;

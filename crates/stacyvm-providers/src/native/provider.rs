@@ -786,6 +786,31 @@ impl Provider for NativeProvider {
         Ok(meta.map(|m| m.network).unwrap_or_default())
     }
 
+    async fn set_network(
+        &self,
+        id: &SandboxId,
+        policy: &NetworkPolicy,
+    ) -> Result<(), ProviderError> {
+        let p = self.live(id)?;
+        let meta_path = p.meta.clone();
+        let Some(mut meta) = blocking(move || Ok(read_meta(&meta_path))).await? else {
+            return Err(self.inner.marks.gone(id));
+        };
+        if &meta.network == policy {
+            return Ok(());
+        }
+        if meta.network.mode != NetworkMode::Allow || policy.mode != NetworkMode::Allow {
+            return Err(ProviderError::InvalidInput(format!(
+                "sandbox {id}: a running sandbox keeps its network mode ({:?}); only the entries of mode \"allow\" can change",
+                meta.network.mode.as_str()
+            )));
+        }
+        self.inner.egress.update(id, &p.dir, policy).await?;
+        meta.network = policy.clone();
+        let meta_path = p.meta.clone();
+        blocking(move || write_meta(&meta_path, &meta)).await
+    }
+
     async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.live(id)?;
         // Three small cgroup reads, but a cgroup file can block on a busy

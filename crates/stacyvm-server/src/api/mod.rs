@@ -69,7 +69,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::get, sandboxes::destroy))
         .routes(routes!(sandboxes::extend))
         .routes(routes!(sandboxes::logs))
-        .routes(routes!(network::get))
+        .routes(routes!(network::get, network::put))
         .routes(routes!(exec::exec))
         .routes(routes!(exec::exec_ws))
         .routes(routes!(

@@ -197,6 +197,42 @@ impl Manager {
         })
     }
 
+    /// Changes the egress policy of running sandbox `id`; returns the
+    /// policy now in force.
+    pub async fn set_network(
+        &self,
+        id: &SandboxId,
+        policy: &NetworkPolicy,
+    ) -> Result<NetworkPolicy, ManagerError> {
+        policy
+            .compile()
+            .map_err(|e| ManagerError::BadRequest(e.to_string()))?;
+        let sb = self.get(id).await?;
+        if !sb.state.is_active() || sb.state == SandboxState::Destroying {
+            return Err(ManagerError::NotFound(format!("sandbox {id}")));
+        }
+        if sb.state != SandboxState::Running {
+            return Err(ManagerError::Conflict(format!(
+                "sandbox {id} is {}, not running",
+                sb.state
+            )));
+        }
+        let provider = self.provider(&sb.provider)?.clone();
+        let started = std::time::Instant::now();
+        provider
+            .set_network(id, policy)
+            .await
+            .map_err(|e| match e {
+                ProviderError::NotFound(_) | ProviderError::Destroyed(_) => {
+                    ManagerError::NotFound(format!("sandbox {id}"))
+                }
+                ProviderError::InvalidInput(m) => ManagerError::BadRequest(m),
+                other => other.into(),
+            })?;
+        tracing::info!(sandbox_id = %id, mode = %policy.mode, elapsed_ms = started.elapsed().as_millis() as u64, "network policy changed");
+        Ok(policy.clone())
+    }
+
     /// The store-level limits of a spawn (`defaults.max_sandboxes`,
     /// `defaults.max_sandboxes_per_owner`).
     pub(super) fn admission_limits(&self) -> AdmissionLimits {

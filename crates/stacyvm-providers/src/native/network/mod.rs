@@ -228,6 +228,55 @@ impl Egress {
         Ok((l.netns_path(), resolv))
     }
 
+    /// Changes the policy of `id`, linked in `dir`, in place: recorded,
+    /// then in force for its resolver, new and open connections.
+    pub async fn update(
+        &self,
+        id: &SandboxId,
+        dir: &Path,
+        policy: &NetworkPolicy,
+    ) -> Result<(), ProviderError> {
+        let compiled = policy
+            .compile()
+            .map_err(|e| ProviderError::InvalidInput(e.to_string()))?;
+        if compiled.has_domains() && self.settings().upstream.is_none() {
+            return Err(ProviderError::InvalidInput(
+                "domain entries need a resolver: providers.native.egress.dns_upstream is not set"
+                    .into(),
+            ));
+        }
+        self.ensure_ready().await?;
+        let slot = self
+            .state()
+            .slots
+            .iter()
+            .find(|(_, s)| *s == id)
+            .map(|(slot, _)| *slot)
+            .ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
+        let path = dir.join(RECORD);
+        let data = serde_json::to_vec(&Record {
+            slot,
+            policy: policy.clone(),
+        })
+        .map_err(|e| ProviderError::internal("cannot record the sandbox link", e))?;
+        tokio::fs::write(&path, data).await.map_err(|e| {
+            ProviderError::internal(
+                format!("sandbox {id}: cannot record its link"),
+                Private::at(path.display(), e),
+            )
+        })?;
+        match self.state().proxies.get(id) {
+            Some(proxy) => proxy.set_policy(compiled),
+            None => {
+                return Err(ProviderError::internal(
+                    format!("sandbox {id}: its egress proxy is not running"),
+                    Private("no proxy".to_string()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Removes everything [`Egress::attach`] made for `id`; idempotent,
     /// and cheap for a sandbox that never had a link.
     pub async fn detach(&self, id: &SandboxId, dir: &Path) -> Result<(), ProviderError> {

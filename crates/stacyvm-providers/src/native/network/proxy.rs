@@ -25,8 +25,7 @@ use super::sniff::{self, Sniffed};
 #[derive(Debug)]
 pub struct Proxy {
     cancel: CancellationToken,
-    /// Where a changed policy will be sent to the connections.
-    #[allow(dead_code)]
+    /// Where a changed policy goes to the resolver and every connection.
     policy: watch::Sender<Arc<CompiledPolicy>>,
 }
 
@@ -77,6 +76,12 @@ impl Proxy {
             cancel.clone(),
         ));
         Ok(Proxy { cancel, policy: tx })
+    }
+
+    /// Puts `policy` in force: new connections and DNS queries follow it
+    /// at once, and open connections it no longer allows are cut.
+    pub fn set_policy(&self, policy: CompiledPolicy) {
+        self.policy.send_replace(Arc::new(policy));
     }
 }
 
@@ -131,6 +136,7 @@ async fn handle(
     }
     let mut stream = stream;
     let mut first = Vec::new();
+    let mut by_name = None;
     if !p.allows_ip(dest.ip(), dest.port()) {
         // Only a domain entry can still allow it: by the name the
         // connection itself asks for, and only to an address of that name.
@@ -151,6 +157,7 @@ async fn handle(
             reset(stream);
             return;
         }
+        by_name = name;
     }
     let upstream = match tokio::time::timeout(settings.connect_timeout, connect_marked(dest)).await
     {
@@ -172,7 +179,32 @@ async fn handle(
             return;
         }
     }
-    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    // Still allowed under a changed policy? (The name's addresses were
+    // checked when it opened.)
+    let still = |p: &CompiledPolicy| {
+        p.allows_ip(dest.ip(), dest.port())
+            || by_name
+                .as_deref()
+                .is_some_and(|n| p.allows_name(n, dest.ip(), dest.port()))
+    };
+    let mut policy = policy;
+    let cut = async {
+        loop {
+            if policy.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if !still(&policy.borrow_and_update()) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+        _ = cut => {
+            tracing::debug!(sandbox_id = %sandbox, destination = %dest, "egress cut: no longer allowed");
+            reset(a);
+        }
+    }
 }
 
 /// How long a connection may take to say which name it wants.
