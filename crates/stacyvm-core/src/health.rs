@@ -34,6 +34,10 @@ pub enum Capability {
     Container,
     /// Per-sandbox CPU/memory/pids figures.
     ResourceStats,
+    /// Network mode `allow`: egress limited to a policy's entries.
+    NetworkAllow,
+    /// Network mode `host`, enabled by the server's config.
+    NetworkHost,
 }
 
 impl Capability {
@@ -49,6 +53,8 @@ impl Capability {
             Capability::RuntimeInventory => "runtime_inventory",
             Capability::Container => "container",
             Capability::ResourceStats => "resource_stats",
+            Capability::NetworkAllow => "network_allow",
+            Capability::NetworkHost => "network_host",
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum StartError {
     NodeId(#[from] crate::cluster::NodeIdError),
     #[error("cannot set up the E2B API: {0}")]
     E2b(std::io::Error),
+    #[error("cannot set up api keys: {0}")]
+    Keys(String),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -176,11 +178,9 @@ pub async fn build_with_store(
     extra: Vec<Arc<dyn Provider>>,
     clock: Arc<dyn Clock>,
 ) -> Result<App, StartError> {
-    if !config.auth.admin_api_key.is_empty() {
-        // Reserved for the admin routes of API v1, which do not exist yet:
-        // say so rather than let an operator believe something is guarded.
-        tracing::warn!("auth.admin_api_key is set, but no route checks it yet");
-    }
+    let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let keys = crate::keys::Keyring::new(store.clone(), pepper);
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
@@ -206,7 +206,10 @@ pub async fn build_with_store(
         auth: Arc::new(AuthSettings {
             enabled: config.auth.enabled,
             api_key: config.auth.api_key.clone(),
+            admin_api_key: config.auth.admin_api_key.clone(),
         }),
+        keys,
+        forwarder: forwarder(&config, &manager)?,
     };
     let e2b = if config.e2b.enabled {
         let e2b = api::e2b::E2b::new(&config).map_err(StartError::E2b)?;
@@ -264,6 +267,35 @@ impl App {
         self.manager.store().ping().await.ok();
         result.map_err(StartError::from)
     }
+}
+
+/// The cluster forwarder: on a node with `cluster.secret`. Without the
+/// secret a node serves only its own sandboxes' runtimes (and says so).
+fn forwarder(
+    config: &Config,
+    manager: &Manager,
+) -> Result<Option<Arc<crate::cluster::forward::Forwarder>>, StartError> {
+    let Some(node) = manager.local_node() else {
+        return Ok(None);
+    };
+    if config.cluster.secret.is_empty() {
+        tracing::warn!(
+            "cluster.secret is not set: requests for another node's sandbox are not forwarded"
+        );
+        return Ok(None);
+    }
+    // Bounded: the longest exec this node allows, plus a margin.
+    let longest = match config.defaults.max_exec_timeout.0 {
+        d if d.is_zero() => Duration::from_secs(3600),
+        d => d,
+    };
+    crate::cluster::forward::Forwarder::new(
+        node,
+        &config.cluster.secret,
+        longest + Duration::from_secs(60),
+    )
+    .map(|f| Some(Arc::new(f)))
+    .map_err(StartError::Providers)
 }
 
 /// Binds the configured address.

@@ -179,8 +179,9 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// Secret: never logged, shown or put in an error.
     pub api_key: String,
-    /// Reserved for admin routes (`X-Admin-API-Key`); accepted and
-    /// redacted, but no route checks it yet (the tenancy work adds them).
+    /// A second admin key (sent as `X-Admin-API-Key` or like any key).
+    /// Secret, like `api_key`. Keys for owners live in the store
+    /// (`stacyvm keys create`).
     pub admin_api_key: String,
 }
 
@@ -523,10 +524,10 @@ impl Config {
                 );
             }
         }
-        if self.auth.enabled && self.auth.api_key.is_empty() {
+        if self.auth.enabled && self.auth.api_key.is_empty() && self.auth.admin_api_key.is_empty() {
             return bad(
                 "auth.api_key",
-                "must be set when auth.enabled is true".into(),
+                "must be set (or auth.admin_api_key) when auth.enabled is true".into(),
             );
         }
         if self.server.max_body_bytes == 0 {

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod events;
+pub mod keys;
 pub mod manager;
 pub mod obs;
 pub mod web;

@@ -112,6 +112,7 @@ pub async fn spawn(conn: &Connection, a: SpawnArgs) -> Result<ExitCode> {
         metadata: Some(a.metadata.into_iter().collect())
             .filter(|m: &std::collections::BTreeMap<_, _>| !m.is_empty()),
         owner_id: None,
+        network: None,
     };
     let sb = api.spawn(&req).await?;
     if a.json {

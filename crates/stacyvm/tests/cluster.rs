@@ -402,3 +402,160 @@ async fn nodes_register_drain_and_a_killed_node_is_lost_once() {
     let (_, after) = get(&c, n2.api(&format!("/sandboxes/{sb_id}"))).await;
     assert_eq!(after["state"], "error", "{after}");
 }
+
+const SECRET: (&str, &str) = ("STACYVM_CLUSTER_SECRET", "cluster-test-secret-7f3a");
+const BIG_BODY: (&str, &str) = ("STACYVM_SERVER_MAX_BODY_BYTES", "83886080");
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Any node serves any sandbox: sync exec, the NDJSON stream, a 64 MiB
+/// upload and download, logs and destroy sent to nodes that do not run the
+/// sandbox are forwarded (signed with `cluster.secret`) to the one that
+/// does. A client that forges the envelope is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_for_another_nodes_sandbox_are_forwarded() {
+    let Some(pg) = Pg::from_env() else { return };
+    let db = pg.fresh_database().await;
+    let root = tempfile::tempdir().unwrap();
+    let env = |id| node_env(&[("STACYVM_CLUSTER_NODE_ID", id), SECRET, BIG_BODY]);
+    let n1 = Node::start("n1", root.path(), &db, &env("n1"));
+    let n2 = Node::start("n2", root.path(), &db, &env("n2"));
+    let n3 = Node::start("n3", root.path(), &db, &env("n3"));
+    let c = http();
+    let (st, sb) = json(
+        c.post(n1.api("/sandboxes"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((st, sb["node_id"].as_str()), (201, Some("n1")), "{sb}");
+    let id = sb["id"].as_str().unwrap().to_string();
+
+    // Sync exec through n2.
+    let (st, out) = json(
+        c.post(n2.api(&format!("/sandboxes/{id}/exec")))
+            .json(&json!({"command": "echo from-n1; hostname >/dev/null"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, out["stdout"].as_str()),
+        (200, Some("from-n1\n")),
+        "{out}"
+    );
+    // The NDJSON stream through n3, record by record.
+    let text = c
+        .post(n3.api(&format!("/sandboxes/{id}/exec")))
+        .json(&json!({"command": "echo one; echo two >&2; exit 3", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.iter().any(|r| r["data"] == "one\n"), "{text}");
+    assert!(records.iter().any(|r| r["exit_code"] == 3), "{text}");
+
+    // 64 MiB up through n3, down through n2.
+    let data: Vec<u8> = (0..64 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let r = c
+        .put(n3.api(&format!("/sandboxes/{id}/files?path=/data/big.bin")))
+        .header("content-type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let back = c
+        .get(n2.api(&format!("/sandboxes/{id}/files?path=/data/big.bin")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    let back = back.bytes().await.unwrap();
+    assert!(
+        back.len() == data.len() && back[..] == data[..],
+        "64 MiB came back different"
+    );
+
+    // Logs through n2.
+    let r = c
+        .get(n2.api(&format!("/sandboxes/{id}/logs")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A forged envelope never reaches the route.
+    let (st, e) = json(
+        c.post(n1.api(&format!("/sandboxes/{id}/exec")))
+            .header("x-stacyvm-forwarded-by", "n2")
+            .header("x-stacyvm-timestamp", "1")
+            .header("x-stacyvm-signature", "00")
+            .json(&json!({"command": "true"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((st, e["code"].as_str()), (401, Some("unauthorized")), "{e}");
+
+    // Forwarding cost: median of sync execs, direct and through n2.
+    let mut direct = Vec::new();
+    let mut forwarded = Vec::new();
+    for _ in 0..40 {
+        for (node, into) in [(&n1, &mut direct), (&n2, &mut forwarded)] {
+            let started = Instant::now();
+            let r = c
+                .post(node.api(&format!("/sandboxes/{id}/exec")))
+                .json(&json!({"command": "true"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+            into.push(started.elapsed());
+        }
+    }
+    let (d, f) = (median(direct), median(forwarded));
+    eprintln!(
+        "exec median: direct {d:?}, forwarded {f:?}, added {:?}",
+        f.saturating_sub(d)
+    );
+    let (_, m) = get(&c, n2.api("/metrics")).await;
+    assert!(
+        m["cluster"]["forwarding"]["forwarded_total"]
+            .as_u64()
+            .unwrap()
+            >= 40,
+        "{}",
+        m["cluster"]
+    );
+
+    // Destroy through n3.
+    let r = c
+        .delete(n3.api(&format!("/sandboxes/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (_, after) = get(&c, n2.api(&format!("/sandboxes/{id}"))).await;
+    assert!(
+        after["state"] == "destroyed" || after["code"] == "not_found",
+        "{after}"
+    );
+}

@@ -253,6 +253,15 @@ impl Provider for MockProvider {
 
     async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
         self.check_up()?;
+        // Host processes: `none` is all it claims (and it isolates nothing).
+        crate::network_modes::refuse_unsupported(
+            "mock",
+            spec.network.as_ref(),
+            |mode| match mode {
+                stacyvm_core::NetworkMode::None => Ok(()),
+                _ => Err("the mock provider only offers mode \"none\"".into()),
+            },
+        )?;
         let id = &spec.id;
         if self.sandboxes().contains_key(id) {
             return Err(ProviderError::InvalidInput(format!(

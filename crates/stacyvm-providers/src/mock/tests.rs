@@ -18,6 +18,7 @@ fn spawn_spec(id: &SandboxId) -> SpawnSpec {
         vcpus: 1,
         metadata: BTreeMap::new(),
         labels: BTreeMap::from([("owner".to_string(), "alice".to_string())]),
+        network: None,
     }
 }
 

@@ -10,7 +10,9 @@ mod events;
 mod exec;
 mod extract;
 mod files;
+mod keys;
 pub mod model;
+mod network;
 mod nodes;
 mod openapi;
 mod providers;
@@ -44,6 +46,10 @@ use crate::manager::Manager;
 pub struct AppState {
     pub manager: Manager,
     pub auth: Arc<AuthSettings>,
+    /// Stored API keys (verified by the auth middleware, managed by `/keys`).
+    pub keys: crate::keys::Keyring,
+    /// Cluster forwarding (a node with `cluster.secret`); `None` otherwise.
+    pub forwarder: Option<Arc<crate::cluster::forward::Forwarder>>,
 }
 
 /// HTTP settings of the router.
@@ -64,6 +70,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::get, sandboxes::destroy))
         .routes(routes!(sandboxes::extend))
         .routes(routes!(sandboxes::logs))
+        .routes(routes!(network::get, network::put))
         .routes(routes!(exec::exec))
         .routes(routes!(exec::exec_ws))
         .routes(routes!(
@@ -87,6 +94,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(providers::list))
         .routes(routes!(providers::test))
         .routes(routes!(providers::get))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::get, keys::revoke))
         .routes(routes!(nodes::list))
         .routes(routes!(nodes::get))
         .routes(routes!(nodes::drain))
@@ -124,6 +133,10 @@ pub fn router_with(state: AppState, http: &HttpOptions, extra: Router<AppState>)
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::forward,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             store_gate::require_store,

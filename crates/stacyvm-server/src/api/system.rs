@@ -13,8 +13,9 @@ use stacyvm_store::SandboxFilter;
 use super::AppState;
 use super::error::ApiResult;
 use super::model::{
-    AuthSummary, BuildInfo, Diagnostics, LimitsSummary, MetricsResponse, NodeReadiness, PoolStatus,
-    ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
+    AuthSummary, BuildInfo, ClusterSummary, Diagnostics, LimitsSummary, MetricsResponse, NodeLease,
+    NodeReadiness, PoolStatus, ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts,
+    ServerStatus, StoreHealth,
 };
 use crate::obs;
 
@@ -158,6 +159,34 @@ pub async fn metrics(State(app): State<AppState>) -> Json<MetricsResponse> {
         events: app.manager.events().stats(),
         operations: app.manager.metrics().snapshot(),
         destroys: app.manager.destroy_stats(),
+        cluster: cluster_summary(&app).await,
+    })
+}
+
+/// Nodes and their leases, and this node's forwarding figures.
+async fn cluster_summary(app: &AppState) -> Option<ClusterSummary> {
+    let node_id = app.manager.local_node()?.to_string();
+    let now = chrono::Utc::now();
+    let nodes = match app.manager.nodes().await {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list nodes");
+            Vec::new()
+        }
+    };
+    Some(ClusterSummary {
+        node_id,
+        nodes: nodes
+            .into_iter()
+            .map(|n| NodeLease {
+                heartbeat_age_ms: (now - n.last_heartbeat).num_milliseconds(),
+                lease_remaining_ms: (n.lease_expires_at - now).num_milliseconds(),
+                id: n.id,
+                state: n.state,
+                sandboxes: n.sandboxes,
+            })
+            .collect(),
+        forwarding: app.forwarder.as_ref().map(|f| f.stats()),
     })
 }
 
@@ -245,6 +274,7 @@ pub async fn diagnostics(State(app): State<AppState>) -> Json<Diagnostics> {
         ]
         .map(str::to_string)
         .to_vec(),
+        cluster: cluster_summary(&app).await,
     })
 }
 

@@ -4,6 +4,8 @@
 //! registry are `Manager` methods (`manager/nodes.rs`) over the store's
 //! `ClusterStore`.
 
+pub mod forward;
+
 use std::path::Path;
 
 use crate::config::{Config, valid_node_id};

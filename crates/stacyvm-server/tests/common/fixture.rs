@@ -114,5 +114,6 @@ pub fn spec(sb: &stacyvm_core::Sandbox) -> stacyvm_providers::SpawnSpec {
         vcpus: sb.vcpus,
         metadata: Default::default(),
         labels: Default::default(),
+        network: None,
     }
 }

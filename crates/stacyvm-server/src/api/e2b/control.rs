@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stacyvm_core::{GoDuration, OwnerId, Sandbox, SandboxId, SandboxState};
+use stacyvm_core::{GoDuration, KeyScope, OwnerId, Sandbox, SandboxId, SandboxState};
 use stacyvm_store::{SandboxFilter, StoreError};
-use subtle::ConstantTimeEq;
 
 use super::{CLIENT_ID, E2b, ENVD_VERSION};
 use crate::api::{ApiError, AppState};
@@ -60,11 +59,25 @@ impl IntoResponse for E2bError {
 
 type E2bResult<T> = Result<T, E2bError>;
 
+/// Who calls the control plane.
+#[derive(Debug, Clone, Default)]
+struct Caller {
+    /// The owner the call acts for: a stored key's owner, or `X-User-ID`
+    /// under an admin key (or with auth off). Sandboxes of other owners are
+    /// not found.
+    owner: Option<OwnerId>,
+}
+
 /// Checks the API key (`X-API-Key`, or `Authorization: Bearer`) when
-/// `auth.enabled`. Any key is accepted when auth is off.
-fn authorize(app: &AppState, headers: &HeaderMap) -> E2bResult<()> {
+/// `auth.enabled`, as API v1 does: the configured keys and stored keys
+/// (an `e2b_<hex>` key minted with `"format": "e2b"` is what the SDK
+/// accepts). A `user` or `read` key acts for its owner whatever
+/// `X-User-ID` says; a `read` key may only get and list.
+async fn authorize(app: &AppState, headers: &HeaderMap, reads: bool) -> E2bResult<Caller> {
     if !app.auth.enabled {
-        return Ok(());
+        return Ok(Caller {
+            owner: header_owner(headers)?,
+        });
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let presented = header("x-api-key").map(str::to_string).or_else(|| {
@@ -78,15 +91,20 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> E2bResult<()> {
             "missing API key (send the X-API-Key header)",
         ));
     };
-    if bool::from(presented.as_bytes().ct_eq(app.auth.api_key.as_bytes())) {
-        Ok(())
-    } else {
-        tracing::warn!("rejected an E2B request with a wrong API key");
-        Err(E2bError::new(StatusCode::UNAUTHORIZED, "invalid API key"))
+    let p = crate::api::auth::principal(app, &presented, "e2b").await?;
+    match p.scope {
+        KeyScope::Admin => Ok(Caller {
+            owner: header_owner(headers)?,
+        }),
+        KeyScope::Read if !reads => Err(E2bError::new(
+            StatusCode::FORBIDDEN,
+            "a read key may only get and list",
+        )),
+        KeyScope::Read | KeyScope::User => Ok(Caller { owner: p.owner }),
     }
 }
 
-fn owner(headers: &HeaderMap) -> E2bResult<Option<OwnerId>> {
+fn header_owner(headers: &HeaderMap) -> E2bResult<Option<OwnerId>> {
     let Some(v) = headers.get("x-user-id") else {
         return Ok(None);
     };
@@ -223,8 +241,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> E2bResult<(StatusCode, axum::Json<Value>)> {
-    authorize(&app, &headers)?;
-    let owner = owner(&headers)?;
+    let owner = authorize(&app, &headers, false).await?.owner;
     let req: NewSandbox = object_body(&body)?;
     let template_id = req
         .template_id
@@ -295,7 +312,7 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> E2bResult<Response> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, true).await?;
     let q: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| E2bError::bad_request(format!("invalid query: {e}")))?;
     let metadata = match q.metadata.as_deref() {
@@ -332,7 +349,7 @@ pub async fn list(
         Some(t) => Some(parse_token(t)?),
     };
     let filter = SandboxFilter {
-        owner: owner(&headers)?,
+        owner: caller.owner,
         ..SandboxFilter::default()
     };
     let mut all: Vec<(Sandbox, &'static str)> = app
@@ -394,11 +411,17 @@ pub async fn list_v1(
 }
 
 /// Loads a sandbox E2B can see: a destroyed or expired one is not found.
-async fn visible(app: &AppState, id: &SandboxId) -> E2bResult<(Sandbox, &'static str)> {
+/// A sandbox of another owner is not found either.
+async fn visible(
+    app: &AppState,
+    caller: &Caller,
+    id: &SandboxId,
+) -> E2bResult<(Sandbox, &'static str)> {
     let sb = app.manager.get(id).await.map_err(not_found_as_404)?;
+    let owned = caller.owner.is_none() || sb.owner_id == caller.owner;
     match e2b_state(sb.state) {
-        Some(st) => Ok((sb, st)),
-        None => Err(E2bError::new(
+        Some(st) if owned => Ok((sb, st)),
+        _ => Err(E2bError::new(
             StatusCode::NOT_FOUND,
             format!("sandbox {id} not found"),
         )),
@@ -416,9 +439,9 @@ pub async fn get(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> E2bResult<axum::Json<Value>> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, true).await?;
     let id = sandbox_id(&raw)?;
-    let (sb, st) = visible(&app, &id).await?;
+    let (sb, st) = visible(&app, &caller, &id).await?;
     let mut v = listed(&sb, st);
     v["envdAccessToken"] = json!(e2b.tokens.issue(&sb.id));
     v["domain"] = json!(e2b.domain);
@@ -432,9 +455,9 @@ pub async fn kill(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> E2bResult<StatusCode> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, false).await?;
     let id = sandbox_id(&raw)?;
-    visible(&app, &id).await?;
+    visible(&app, &caller, &id).await?;
     app.manager.destroy(&id).await?;
     e2b.forget(&id);
     Ok(StatusCode::NO_CONTENT)
@@ -455,13 +478,13 @@ pub async fn set_timeout(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> E2bResult<StatusCode> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, false).await?;
     let id = sandbox_id(&raw)?;
     let b: TimeoutBody = object_body(&body)?;
     let Some(ttl) = seconds(b.timeout, "timeout")? else {
         return Err(E2bError::bad_request("timeout is required"));
     };
-    visible(&app, &id).await?;
+    visible(&app, &caller, &id).await?;
     app.manager.extend(&id, Some(ttl)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -474,11 +497,11 @@ pub async fn refresh(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> E2bResult<StatusCode> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, false).await?;
     let id = sandbox_id(&raw)?;
     let b: TimeoutBody = object_body(&body)?;
     let ttl = seconds(b.duration, "duration")?.unwrap_or(GoDuration::from_secs(60));
-    let (sb, _) = visible(&app, &id).await?;
+    let (sb, _) = visible(&app, &caller, &id).await?;
     extend_at_least(&app, &sb, ttl).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -500,10 +523,10 @@ pub async fn connect(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> E2bResult<(StatusCode, axum::Json<Value>)> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, false).await?;
     let id = sandbox_id(&raw)?;
     let b: TimeoutBody = object_body(&body)?;
-    let (sb, _) = visible(&app, &id).await?;
+    let (sb, _) = visible(&app, &caller, &id).await?;
     if let Some(ttl) = seconds(b.timeout, "timeout")? {
         extend_at_least(&app, &sb, ttl).await?;
     }
@@ -517,9 +540,9 @@ pub async fn pause(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> E2bResult<StatusCode> {
-    authorize(&app, &headers)?;
+    let caller = authorize(&app, &headers, false).await?;
     let id = sandbox_id(&raw)?;
-    let (sb, _) = visible(&app, &id).await?;
+    let (sb, _) = visible(&app, &caller, &id).await?;
     Err(E2bError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(
@@ -534,7 +557,7 @@ pub async fn templates(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> E2bResult<axum::Json<Vec<Value>>> {
-    authorize(&app, &headers)?;
+    authorize(&app, &headers, true).await?;
     let list = app.manager.list_templates().await?;
     Ok(axum::Json(
         list.into_iter()

@@ -91,6 +91,32 @@ pub struct MetricsResponse {
     pub operations: Vec<OperationSnapshot>,
     /// Failed destroys and the reaper's retries of them.
     pub destroys: DestroyStats,
+    /// Cluster mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
+}
+
+/// The `cluster` section of `/metrics` and `/diagnostics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterSummary {
+    /// This node.
+    pub node_id: String,
+    pub nodes: Vec<NodeLease>,
+    /// Absent when `cluster.secret` is not set (no forwarding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<crate::cluster::forward::ForwardStats>,
+}
+
+/// A node's lease as this node sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeLease {
+    pub id: String,
+    pub state: stacyvm_core::NodeState,
+    pub sandboxes: u64,
+    /// Since its last heartbeat.
+    pub heartbeat_age_ms: i64,
+    /// Until its lease lapses (negative: lapsed).
+    pub lease_remaining_ms: i64,
 }
 
 /// Build facts of the running binary.
@@ -139,6 +165,9 @@ pub struct Diagnostics {
     pub operations: Vec<OperationSnapshot>,
     /// What was left out.
     pub redactions: Vec<String>,
+    /// Cluster mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
 }
 
 /// `GET /providers/{name}`.
