@@ -623,3 +623,116 @@ async fn control_plane_shapes_filters_and_errors() {
     assert_eq!(status, 404);
     t.s.stop().await;
 }
+
+/// Stored `e2b_<hex>` keys (minted on API v1 with `"format": "e2b"`) work
+/// on E2B's control plane and act for their owner only: another owner's
+/// sandbox is not found, not listed, and cannot be killed; a read key may
+/// list but not create.
+#[tokio::test]
+async fn stored_e2b_keys_act_for_their_owner() {
+    let e = E2b::start().await;
+    let mint = |owner: &'static str, scope: &'static str| {
+        let e = &e;
+        async move {
+            let (st, v) = common::decode(
+                e.s.http
+                    .post(e.url("/api/v1/keys"))
+                    .header("X-API-Key", KEY)
+                    .json(&json!({"owner": owner, "scope": scope, "format": "e2b"}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(st, 201, "{v}");
+            let key = v["key"].as_str().unwrap().to_string();
+            assert!(key.starts_with("e2b_"), "{key}");
+            key
+        }
+    };
+    let alice = mint("alice", "user").await;
+    let bob = mint("bob", "user").await;
+    let reader = mint("bob", "read").await;
+    let call = |key: String, method: reqwest::Method, path: String, body: Option<Value>| {
+        let e = &e;
+        async move {
+            let mut r =
+                e.s.http
+                    .request(method, e.url(&path))
+                    .header("X-API-Key", key);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            common::decode(r.send().await.unwrap()).await
+        }
+    };
+    use reqwest::Method;
+    // Alice claims to be bob: the key's owner wins.
+    let (st, v) = {
+        let r =
+            e.s.http
+                .post(e.url("/v2/sandboxes"))
+                .header("X-API-Key", &alice)
+                .header("X-User-ID", "bob")
+                .json(&json!({"templateID": "base"}))
+                .send()
+                .await
+                .unwrap();
+        common::decode(r).await
+    };
+    assert_eq!(st, 201, "{v}");
+    let id = v["sandboxID"].as_str().unwrap().to_string();
+    let (st, v) = call(
+        KEY.into(),
+        Method::GET,
+        format!("/api/v1/sandboxes/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["owner_id"], "alice", "{v}");
+
+    let (st, v) = call(alice.clone(), Method::GET, format!("/sandboxes/{id}"), None).await;
+    assert_eq!(st, 200, "{v}");
+    for (method, path) in [
+        (Method::GET, format!("/sandboxes/{id}")),
+        (Method::DELETE, format!("/sandboxes/{id}")),
+        (Method::POST, format!("/sandboxes/{id}/connect")),
+        (Method::POST, format!("/sandboxes/{id}/pause")),
+    ] {
+        let (st, v) = call(bob.clone(), method.clone(), path.clone(), Some(json!({}))).await;
+        assert_eq!(st, 404, "{method} {path}: {v}");
+        assert_eq!(v["code"], 404, "{v}");
+    }
+    let (st, v) = call(
+        bob.clone(),
+        Method::POST,
+        format!("/sandboxes/{id}/timeout"),
+        Some(json!({"timeout": 60})),
+    )
+    .await;
+    assert_eq!(st, 404, "{v}");
+    let (st, v) = call(bob.clone(), Method::GET, "/v2/sandboxes".into(), None).await;
+    assert_eq!((st, v.clone()), (200, json!([])), "{v}");
+    let (st, v) = call(alice.clone(), Method::GET, "/v2/sandboxes".into(), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+
+    let (st, v) = call(reader.clone(), Method::GET, "/v2/sandboxes".into(), None).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = call(
+        reader,
+        Method::POST,
+        "/v2/sandboxes".into(),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["code"], 403, "{v}");
+    let (st, v) = call("e2b_00".into(), Method::GET, "/v2/sandboxes".into(), None).await;
+    assert_eq!(st, 401, "{v}");
+    assert_eq!(v["code"], 401, "{v}");
+
+    let (st, _) = call(alice, Method::DELETE, format!("/sandboxes/{id}"), None).await;
+    assert_eq!(st, 204);
+}

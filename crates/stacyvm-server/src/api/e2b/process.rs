@@ -3,7 +3,8 @@
 //! so they can be listed, signalled and fed stdin while they run.
 //!
 //! `Start` streams `start`, `data` and `end` events, a keepalive every
-//! `Keepalive-Ping-Interval` seconds, and ends the stream with
+//! `Keepalive-Ping-Interval` seconds (and at least every half deadline),
+//! and ends the stream with
 //! `deadline_exceeded` at its `Connect-Timeout-Ms` (the command is then
 //! killed, as envd does).
 
@@ -330,6 +331,8 @@ async fn start(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ConnectError> {
+    // The deadline counts from the request's arrival, as the client's does.
+    let arrived = tokio::time::Instant::now();
     let req: StartRequest = connect::decode_stream_request(headers, body)?;
     let Some(process) = req.process else {
         return Err(ConnectError::invalid("process is required"));
@@ -390,6 +393,7 @@ async fn start(
     let pty = tty.is_some();
     let shutdown = app.manager.shutdown_token();
     tokio::spawn(async move {
+        let deadline = deadline.map(|d| arrived + d);
         relay(handle, tx, pid, pty, deadline, keepalive, kill, shutdown).await;
         e2b.processes.remove(pid);
     });
@@ -413,7 +417,7 @@ async fn relay(
     tx: mpsc::Sender<Bytes>,
     pid: u32,
     pty: bool,
-    deadline: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
     keepalive: Duration,
     kill: CancellationToken,
     shutdown: CancellationToken,
@@ -425,9 +429,21 @@ async fn relay(
     {
         return;
     }
-    let sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
+    let now = tokio::time::Instant::now();
+    let sleep =
+        tokio::time::sleep_until(deadline.unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)));
     tokio::pin!(sleep);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    // Older Python SDKs read a stream with a read timeout equal to its
+    // deadline, counted from the last chunk: a keepalive at least every
+    // half deadline keeps that timer from firing before our
+    // deadline_exceeded arrives.
+    let keepalive = match deadline {
+        Some(d) => keepalive
+            .min(d.saturating_duration_since(now) / 2)
+            .max(Duration::from_millis(10)),
+        None => keepalive,
+    };
+    let mut ticks = tokio::time::interval_at(now + keepalive, keepalive);
     loop {
         tokio::select! {
             ev = handle.output.recv() => match ev {
