@@ -14,6 +14,7 @@ pub mod model;
 mod network;
 mod nodes;
 mod openapi;
+mod owner;
 mod providers;
 mod sandboxes;
 mod store_gate;
@@ -128,6 +129,10 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::cluster::forward::forward,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            owner::own_sandboxes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
