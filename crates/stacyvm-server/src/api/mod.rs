@@ -15,6 +15,7 @@ pub mod model;
 mod network;
 mod nodes;
 mod openapi;
+mod owner;
 mod providers;
 mod sandboxes;
 mod store_gate;
@@ -136,6 +137,10 @@ pub fn router_with(state: AppState, http: &HttpOptions, extra: Router<AppState>)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::cluster::forward::forward,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            owner::own_sandboxes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
