@@ -178,9 +178,21 @@ pub async fn build_with_store(
     extra: Vec<Arc<dyn Provider>>,
     clock: Arc<dyn Clock>,
 ) -> Result<App, StartError> {
-    let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
-        .map_err(|e| StartError::Keys(e.to_string()))?;
-    let keys = crate::keys::Keyring::new(store.clone(), pepper);
+    let keys = if config.auth.key_pepper.is_empty() {
+        let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+        if config.database.driver == "postgres" {
+            tracing::warn!(
+                "auth.key_pepper is not set: with a shared database, stored API keys \
+                 cannot be minted (a key would work only on this node)"
+            );
+            crate::keys::Keyring::node_local(store.clone(), pepper)
+        } else {
+            crate::keys::Keyring::new(store.clone(), pepper)
+        }
+    } else {
+        crate::keys::Keyring::new(store.clone(), config.auth.key_pepper.as_bytes().to_vec())
+    };
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
