@@ -85,6 +85,19 @@ def test_stdin_is_fed_to_a_command(sbx):
     assert r.stdout == "hello"
 
 
+def test_close_stdin_ends_the_input(sbx):
+    # envdVersion 0.5.7 tells the SDK close_stdin (0.5.2) is served: it
+    # must really be. Releases before it (2.24) have no close_stdin.
+    if not hasattr(sbx.commands, "close_stdin"):
+        assert sbx.get_info().envd_version == "0.5.7"
+        return
+    h = sbx.commands.run("cat; echo done", background=True, stdin=True)
+    sbx.commands.send_stdin(h.pid, "abc")
+    sbx.commands.close_stdin(h.pid)
+    r = h.wait()
+    assert r.stdout == "abcdone\n"
+
+
 def test_files_write_read_list_exists(sbx):
     info = sbx.files.write("/tmp/e2b/a.txt", "hello")
     assert info.path == "/tmp/e2b/a.txt"

@@ -77,6 +77,15 @@ test('stdin is fed to a command', async () => {
   assert.equal(r.stdout, 'hello')
 })
 
+test('closeStdin ends the input (envdVersion 0.5.7 claims it)', async () => {
+  assert.equal(sbx.commands.supportsStdinClose, true)
+  const h = await sbx.commands.run('cat; echo done', { background: true, stdin: true })
+  await sbx.commands.sendStdin(h.pid, 'abc')
+  await sbx.commands.closeStdin(h.pid)
+  const r = await h.wait()
+  assert.equal(r.stdout, 'abcdone\n')
+})
+
 test('files: write, read, list, exists, getInfo', async () => {
   const info = await sbx.files.write('/tmp/e2b-js/a.txt', 'hello')
   assert.equal(info.path, '/tmp/e2b-js/a.txt')
