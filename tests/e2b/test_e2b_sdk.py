@@ -78,6 +78,20 @@ def test_background_command_is_listed_and_killed(sbx):
     assert h.pid not in [p.pid for p in sbx.commands.list()]
 
 
+def test_background_command_outlives_its_stream_and_is_reconnected(sbx):
+    h = sbx.commands.run("sleep 1; echo second; sleep 60", background=True)
+    h.disconnect()
+    again = sbx.commands.connect(h.pid)
+    time.sleep(1.5)
+    assert h.pid in [p.pid for p in sbx.commands.list()]
+    assert sbx.commands.kill(h.pid)
+    with pytest.raises(CommandExitException) as e:
+        again.wait()
+    assert "second" in e.value.stdout
+    with pytest.raises(NotFoundException):
+        sbx.commands.connect(h.pid)
+
+
 def test_stdin_is_fed_to_a_command(sbx):
     h = sbx.commands.run("head -c 5", background=True, stdin=True)
     sbx.commands.send_stdin(h.pid, "hello")

@@ -70,6 +70,21 @@ test('background command is listed and killed', async () => {
   assert.ok(!(await sbx.commands.list()).some((p) => p.pid === h.pid))
 })
 
+test('background command outlives its stream and is reconnected by pid', async () => {
+  const h = await sbx.commands.run('sleep 1; echo second; sleep 60', { background: true })
+  await h.disconnect()
+  const again = await sbx.commands.connect(h.pid)
+  await new Promise((r) => setTimeout(r, 1500))
+  assert.ok((await sbx.commands.list()).some((p) => p.pid === h.pid))
+  assert.equal(await sbx.commands.kill(h.pid), true)
+  await assert.rejects(again.wait(), (e) => {
+    assert.ok(e instanceof CommandExitError, `${e?.constructor?.name}: ${e}`)
+    assert.match(e.stdout, /second/)
+    return true
+  })
+  await assert.rejects(sbx.commands.connect(h.pid))
+})
+
 test('stdin is fed to a command', async () => {
   const h = await sbx.commands.run('head -c 5', { background: true, stdin: true })
   await sbx.commands.sendStdin(h.pid, 'hello')
