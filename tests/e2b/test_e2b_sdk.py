@@ -15,6 +15,7 @@ import pytest
 from e2b import (
     CommandExitException,
     NotFoundException,
+    PtySize,
     Sandbox,
     SandboxException,
     SandboxQuery,
@@ -110,6 +111,19 @@ def test_close_stdin_ends_the_input(sbx):
     sbx.commands.close_stdin(h.pid)
     r = h.wait()
     assert r.stdout == "abcdone\n"
+
+
+def test_pty_session_with_input_and_resize(sbx):
+    # /bin/bash -i -l arrives; busybox has no bash, so /bin/sh -i runs.
+    h = sbx.pty.create(PtySize(rows=24, cols=80))
+    sbx.pty.resize(h.pid, PtySize(rows=30, cols=100))
+    sbx.pty.send_stdin(h.pid, b"stty size; echo pty-$((40+2)); exit\n")
+    out = bytearray()
+    r = h.wait(on_pty=lambda d: out.extend(d))
+    assert r.exit_code == 0
+    text = out.decode(errors="replace")
+    assert "30 100" in text, text
+    assert "pty-42" in text, text
 
 
 def test_files_write_read_list_exists(sbx):

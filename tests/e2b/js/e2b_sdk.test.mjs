@@ -101,6 +101,18 @@ test('closeStdin ends the input (envdVersion 0.5.7 claims it)', async () => {
   assert.equal(r.stdout, 'abcdone\n')
 })
 
+test('PTY session with input and resize', async () => {
+  let out = ''
+  const dec = new TextDecoder()
+  const h = await sbx.pty.create({ rows: 24, cols: 80, onData: (d) => { out += dec.decode(d) } })
+  await sbx.pty.resize(h.pid, { rows: 30, cols: 100 })
+  await sbx.pty.sendInput(h.pid, new TextEncoder().encode('stty size; echo pty-$((40+2)); exit\n'))
+  const r = await h.wait()
+  assert.equal(r.exitCode, 0)
+  assert.match(out, /30 100/)
+  assert.match(out, /pty-42/)
+})
+
 test('files: write, read, list, exists, getInfo', async () => {
   const info = await sbx.files.write('/tmp/e2b-js/a.txt', 'hello')
   assert.equal(info.path, '/tmp/e2b-js/a.txt')
