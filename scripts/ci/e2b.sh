@@ -11,8 +11,11 @@
 # Env: STACYVM_E2B_RELEASES (space-separated; default below),
 #      STACYVM_E2B_VENVS (default ~/.cache/stacyvm/e2b-venvs; the npm
 #      releases go to its npm-<release> subdirectories),
-#      STACYVM_E2B_NPM_RELEASES (space-separated; default below),
-#      STACYVM_BUSYBOX_ROOTFS (default /var/tmp/stacyvm-busybox-rootfs.tar).
+#      STACYVM_E2B_NPM_RELEASES (space-separated; default below; empty: none),
+#      STACYVM_BUSYBOX_ROOTFS (default /var/tmp/stacyvm-busybox-rootfs.tar),
+#      STACYVM_E2B_BENCH=N (also time create -> first command and the envd
+#      round trip vs API v1 through the newest Python release, N rounds:
+#      tests/e2b/bench_e2b.py).
 # Exit status: non-zero if any release failed (pytest's "no tests
 # collected", 5, counts as a failure).
 set -euo pipefail
@@ -28,7 +31,7 @@ bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 # /v2/sandboxes) and the newest (connectrpc over pyqwest, HTTP/2).
 releases=${STACYVM_E2B_RELEASES:-2.24.0 2.40.0 2.51.0 2.63.0}
 # npm: the newest (2.51.0 sends the create body chunked).
-npm_releases=${STACYVM_E2B_NPM_RELEASES:-2.51.0}
+npm_releases=${STACYVM_E2B_NPM_RELEASES-2.51.0}
 venvs=${STACYVM_E2B_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/stacyvm/e2b-venvs}
 rootfs=${STACYVM_BUSYBOX_ROOTFS:-/var/tmp/stacyvm-busybox-rootfs.tar}
 
@@ -136,6 +139,13 @@ for v in $npm_releases; do
   set -e
   [ "$rc" = 0 ] || failed+=("npm-$v")
 done
+
+if [ -n "${STACYVM_E2B_BENCH:-}" ]; then
+  last=$(echo "$releases" | awk '{print $NF}')
+  echo "--- bench (e2b $last)"
+  (cd "$root/tests/e2b" && env E2B_API_URL="$url" E2B_SANDBOX_URL="$url" E2B_API_KEY="$key" \
+    E2B_TEST_TEMPLATE=busybox "$venvs/$last/bin/python" bench_e2b.py "$STACYVM_E2B_BENCH") || failed+=("bench")
+fi
 
 stop_server
 if [ ${#failed[@]} -gt 0 ]; then
