@@ -176,6 +176,15 @@ def test_set_timeout_moves_the_end(sbx):
     assert after > before
 
 
+def test_get_metrics_reports_a_sample(sbx):
+    ms = sbx.get_metrics()
+    assert len(ms) >= 1
+    m = ms[-1]
+    assert m.cpu_count >= 1
+    assert m.mem_total > 0
+    assert 0 <= m.cpu_used_pct <= 100
+
+
 def test_list_filters_by_metadata():
     tag = uuid.uuid4().hex
     a = Sandbox.create(template=TEMPLATE, metadata={"suite": tag, "odd key": "a&b=c"})

@@ -694,11 +694,22 @@ async fn stored_e2b_keys_act_for_their_owner() {
 
     let (st, v) = call(alice.clone(), Method::GET, format!("/sandboxes/{id}"), None).await;
     assert_eq!(st, 200, "{v}");
+    let (st, v) = call(
+        alice.clone(),
+        Method::GET,
+        format!("/sandboxes/{id}/metrics"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v[0]["memTotal"].as_u64().unwrap() > 0, "{v}");
+    assert!(v[0]["timestamp"].is_string(), "{v}");
     for (method, path) in [
         (Method::GET, format!("/sandboxes/{id}")),
         (Method::DELETE, format!("/sandboxes/{id}")),
         (Method::POST, format!("/sandboxes/{id}/connect")),
         (Method::POST, format!("/sandboxes/{id}/pause")),
+        (Method::GET, format!("/sandboxes/{id}/metrics")),
     ] {
         let (st, v) = call(bob.clone(), method.clone(), path.clone(), Some(json!({}))).await;
         assert_eq!(st, 404, "{method} {path}: {v}");

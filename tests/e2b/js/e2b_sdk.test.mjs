@@ -149,6 +149,15 @@ test('files: 10 MiB binary round trip', async () => {
   assert.equal(r.stdout.trim(), String(data.length))
 })
 
+test('getMetrics reports a sample', async () => {
+  const ms = await sbx.getMetrics()
+  assert.ok(ms.length >= 1)
+  const m = ms[ms.length - 1]
+  assert.ok(m.cpuCount >= 1)
+  assert.ok(m.memTotal > 0)
+  assert.ok(m.cpuUsedPct >= 0 && m.cpuUsedPct <= 100)
+})
+
 test('setTimeout moves the end', async () => {
   const before = (await sbx.getInfo()).endAt
   await sbx.setTimeout(600_000)

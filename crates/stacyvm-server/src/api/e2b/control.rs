@@ -552,6 +552,46 @@ pub async fn pause(
     ))
 }
 
+/// `GET /sandboxes/{id}/metrics`: one sample, now, from the figures the
+/// server measures for every sandbox (`GET /api/v1/sandboxes/{id}`):
+/// `cpuUsedPct` is the average since the sandbox started (StacyVM keeps
+/// cumulative CPU time, not a history), disk figures are 0. `start` and
+/// `end` are accepted and ignored.
+pub async fn metrics(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> E2bResult<axum::Json<Value>> {
+    let caller = authorize(&app, &headers, true).await?;
+    let id = sandbox_id(&raw)?;
+    let (sb, _) = visible(&app, &caller, &id).await?;
+    let r = app
+        .manager
+        .sandbox_resources()
+        .into_iter()
+        .find(|r| r.sandbox == id.as_str());
+    let now = Utc::now();
+    let up = (now - sb.created_at).as_seconds_f64().max(0.001);
+    let cpus = f64::from(sb.vcpus.max(1));
+    let cpu_pct = r
+        .as_ref()
+        .and_then(|r| r.cpu_seconds)
+        .map(|c| (c / up / cpus * 100.0).clamp(0.0, 100.0))
+        .unwrap_or(0.0);
+    let mem_used = r.as_ref().and_then(|r| r.memory_bytes).unwrap_or(0);
+    Ok(axum::Json(json!([{
+        "timestamp": rfc3339(now),
+        "timestampUnix": now.timestamp(),
+        "cpuCount": sb.vcpus,
+        "cpuUsedPct": cpu_pct,
+        "memUsed": mem_used,
+        "memTotal": u64::from(sb.memory_mb) * 1024 * 1024,
+        "memCache": 0,
+        "diskUsed": 0,
+        "diskTotal": 0,
+    }])))
+}
+
 /// `GET /templates`: StacyVM's templates in E2B's shape.
 pub async fn templates(
     State(app): State<AppState>,

@@ -94,6 +94,7 @@ pub fn router(e2b: Arc<E2b>) -> Router<AppState> {
         .route("/v2/sandboxes/{id}/connect", post(control::connect))
         .route("/sandboxes/{id}/resume", post(control::connect))
         .route("/sandboxes/{id}/pause", post(control::pause))
+        .route("/sandboxes/{id}/metrics", get(control::metrics))
         .route("/templates", get(control::templates))
         .route("/v2/templates", get(control::templates))
         // envd.
