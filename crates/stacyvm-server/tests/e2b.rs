@@ -835,3 +835,34 @@ async fn a_command_outlives_its_stream_and_connect_reattaches() {
     assert_eq!(end["error"]["code"], "not_found", "{end}");
     t.s.stop().await;
 }
+
+/// npm 2.51 sends the create body chunked (no Content-Length), in pieces.
+#[tokio::test]
+async fn create_takes_a_chunked_body() {
+    let t = E2b::start().await;
+    let body =
+        json!({"templateID": "base", "timeout": 60, "metadata": {"via": "chunks"}}).to_string();
+    let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = body
+        .as_bytes()
+        .chunks(7)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let r =
+        t.s.http
+            .post(t.url("/v2/sandboxes"))
+            .header("X-API-Key", KEY)
+            .header("Content-Type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+            .send()
+            .await
+            .unwrap();
+    let (st, v) = common::decode(r).await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["sandboxID"].as_str().unwrap().to_string();
+    let (st, v) = t
+        .api(reqwest::Method::GET, &format!("/sandboxes/{id}"), None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["metadata"]["via"], "chunks", "{v}");
+    t.s.stop().await;
+}
