@@ -866,3 +866,46 @@ async fn create_takes_a_chunked_body() {
     assert_eq!(v["metadata"]["via"], "chunks", "{v}");
     t.s.stop().await;
 }
+
+/// `envVars` are kept in the store: after a restart the sandbox's commands
+/// still get them; kill clears them.
+#[tokio::test]
+async fn env_vars_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |c: &mut stacyvm_server::config::Config| {
+        c.e2b.enabled = true;
+        c.auth.enabled = true;
+        c.auth.api_key = KEY.into();
+    };
+    let s = TestServer::start_in(dir.path(), config).await;
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    let t = E2b { s, root };
+    let (id, token) = t
+        .create(json!({"envVars": {"FROM_CREATE": "kept"}, "timeout": 600}))
+        .await;
+    t.s.stop().await;
+
+    let s = TestServer::start_in(dir.path(), config).await;
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    let t = E2b { s, root };
+    let (st, v) = t
+        .api(reqwest::Method::GET, &format!("/sandboxes/{id}"), None)
+        .await;
+    assert_eq!(st, 200, "the mock runtime survives a restart: {v}");
+    let (status, msgs, end) = t
+        .stream(
+            "/process.Process/Start",
+            &id,
+            &token,
+            start("echo $FROM_CREATE"),
+            Some(10_000),
+        )
+        .await;
+    assert_eq!(status, 200, "{end}");
+    assert_eq!(outputs(&msgs).0, "kept\n", "{end}");
+    let (st, _) = t
+        .api(reqwest::Method::DELETE, &format!("/sandboxes/{id}"), None)
+        .await;
+    assert_eq!(st, 204);
+    t.s.stop().await;
+}

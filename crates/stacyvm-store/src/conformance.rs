@@ -43,7 +43,36 @@ pub async fn run_all(store: Arc<dyn Store>) {
     transitions_are_conditional(s).await;
     expiry_is_claimed_once(store.clone()).await;
     node_filter(s).await;
+    sandbox_env_round_trip(s).await;
     crate::conformance_keys::run_all(s).await;
+}
+
+/// A sandbox's default command environment: absent is empty, a write
+/// replaces it whole, an empty write removes it, and sandboxes do not
+/// share one.
+pub async fn sandbox_env_round_trip(store: &dyn Store) {
+    use std::collections::BTreeMap;
+    let id = SandboxId::generate();
+    let other = SandboxId::generate();
+    assert!(store.sandbox_env(&id).await.unwrap().is_empty());
+    let env: BTreeMap<String, String> = [
+        ("A".to_string(), "1".to_string()),
+        (
+            "odd key".to_string(),
+            "v\u{e4}lue \"q\" ' ;\n--".to_string(),
+        ),
+        ("EMPTY".to_string(), String::new()),
+    ]
+    .into();
+    store.set_sandbox_env(&id, &env).await.unwrap();
+    assert_eq!(store.sandbox_env(&id).await.unwrap(), env);
+    assert!(store.sandbox_env(&other).await.unwrap().is_empty());
+    let env2: BTreeMap<String, String> = [("B".to_string(), "2".to_string())].into();
+    store.set_sandbox_env(&id, &env2).await.unwrap();
+    assert_eq!(store.sandbox_env(&id).await.unwrap(), env2);
+    store.set_sandbox_env(&id, &BTreeMap::new()).await.unwrap();
+    assert!(store.sandbox_env(&id).await.unwrap().is_empty());
+    store.set_sandbox_env(&id, &BTreeMap::new()).await.unwrap();
 }
 
 /// A timestamp with every nanosecond digit set, so truncation shows.

@@ -192,6 +192,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// lowers it), in one transaction; unknown ids are ignored.
     async fn record_api_key_use(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
 
+    /// The default environment of a sandbox's commands (E2B's `envVars`),
+    /// kept apart from the sandbox record because it may hold secrets that
+    /// no listing shows; empty when none was set.
+    async fn sandbox_env(
+        &self,
+        id: &SandboxId,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
+    /// Replaces it; an empty map removes it. The sandbox need not exist.
+    async fn set_sandbox_env(
+        &self,
+        id: &SandboxId,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError>;
+
     /// A cheap round trip proving the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -22,6 +22,8 @@ pub struct MemoryStore {
     templates: Mutex<BTreeMap<String, Template>>,
     /// API keys by id.
     keys: Mutex<BTreeMap<String, ApiKey>>,
+    /// Default command environments by sandbox id.
+    envs: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     /// When set, every call fails as if the database were down.
     down: AtomicBool,
 }
@@ -290,6 +292,27 @@ impl Store for MemoryStore {
             return Err(StoreError::Conflict(format!("api key {}", key.id)));
         }
         m.insert(key.id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn sandbox_env(&self, id: &SandboxId) -> Result<BTreeMap<String, String>, StoreError> {
+        self.check()?;
+        let m = self.envs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.get(id.as_str()).cloned().unwrap_or_default())
+    }
+
+    async fn set_sandbox_env(
+        &self,
+        id: &SandboxId,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut m = self.envs.lock().unwrap_or_else(|e| e.into_inner());
+        if env.is_empty() {
+            m.remove(id.as_str());
+        } else {
+            m.insert(id.as_str().to_string(), env.clone());
+        }
         Ok(())
     }
 

@@ -511,6 +511,51 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn sandbox_env(
+                &self,
+                id: &::stacyvm_core::SandboxId,
+            ) -> Result<::std::collections::BTreeMap<String, String>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "SELECT env FROM sandbox_env WHERE sandbox_id = ",
+                );
+                qb.push_bind(id.as_str().to_string());
+                let rows: Vec<(String,)> = self.rows(qb, "reading", "sandbox env").await?;
+                match rows.into_iter().next() {
+                    None => Ok(::std::collections::BTreeMap::new()),
+                    Some((raw,)) => ::serde_json::from_str(&raw).map_err(|e| {
+                        $crate::StoreError::Corrupt(format!("the env of sandbox {id}: {e}"))
+                    }),
+                }
+            }
+
+            async fn set_sandbox_env(
+                &self,
+                id: &::stacyvm_core::SandboxId,
+                env: &::std::collections::BTreeMap<String, String>,
+            ) -> $crate::sql::Done {
+                let what = format!("env of sandbox {id}");
+                if env.is_empty() {
+                    let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM sandbox_env WHERE sandbox_id = ",
+                    );
+                    qb.push_bind(id.as_str().to_string());
+                    self.run(qb, "clearing", &what).await?;
+                    return Ok(());
+                }
+                let raw = ::serde_json::to_string(env).map_err(|e| {
+                    $crate::StoreError::Corrupt(format!("{what}: {e}"))
+                })?;
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO sandbox_env (sandbox_id, env) VALUES (",
+                );
+                qb.push_bind(id.as_str().to_string());
+                qb.push(", ");
+                qb.push_bind(raw);
+                qb.push(") ON CONFLICT (sandbox_id) DO UPDATE SET env = excluded.env");
+                self.run(qb, "writing", &what).await?;
+                Ok(())
+            }
+
             async fn find_api_key(
                 &self,
                 hash: &str,

@@ -267,6 +267,15 @@ pub async fn create(
     };
     let sb = app.manager.spawn(&spawn, owner.as_ref()).await?;
     if !envs.is_empty() {
+        // Kept in the store so commands still get them after a restart; a
+        // sandbox whose envVars cannot be kept is not handed out.
+        if let Err(e) = app.manager.store().set_sandbox_env(&sb.id, &envs).await {
+            tracing::error!(sandbox_id = %sb.id, error = %e, "storing the E2B envVars failed");
+            if let Err(d) = app.manager.destroy(&sb.id).await {
+                tracing::error!(sandbox_id = %sb.id, error = %d, "destroying it failed too");
+            }
+            return Err(e.into());
+        }
         e2b.envs
             .lock()
             .expect("envs lock")
@@ -460,6 +469,14 @@ pub async fn kill(
     visible(&app, &caller, &id).await?;
     app.manager.destroy(&id).await?;
     e2b.forget(&id);
+    if let Err(e) = app
+        .manager
+        .store()
+        .set_sandbox_env(&id, &BTreeMap::new())
+        .await
+    {
+        tracing::warn!(sandbox_id = %id, error = %e, "clearing the E2B envVars failed");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

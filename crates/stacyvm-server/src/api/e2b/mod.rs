@@ -42,8 +42,8 @@ pub struct E2b {
     tokens: Tokens,
     /// The `domain` sent to SDKs (None when not configured).
     domain: Option<String>,
-    /// The `envVars` of each sandbox's create: the default environment of
-    /// its commands. Kept in memory: lost when the server restarts.
+    /// The `envVars` of each sandbox's create, the default environment of
+    /// its commands: a cache of the store's `sandbox_env`.
     envs: Mutex<HashMap<SandboxId, BTreeMap<String, String>>>,
     /// Whether each sandbox's image has `/bin/bash` (commands arrive as
     /// `/bin/bash -l -c CMD`; without bash they run under `/bin/sh -c`).
@@ -65,13 +65,25 @@ impl E2b {
         }))
     }
 
-    fn default_envs(&self, id: &SandboxId) -> BTreeMap<String, String> {
-        self.envs
-            .lock()
-            .expect("envs lock")
-            .get(id)
-            .cloned()
-            .unwrap_or_default()
+    /// The sandbox's `envVars`: cached, else read from the store (they
+    /// outlive a server restart). A store that cannot answer gives none.
+    async fn default_envs(&self, app: &AppState, id: &SandboxId) -> BTreeMap<String, String> {
+        if let Some(env) = self.envs.lock().expect("envs lock").get(id) {
+            return env.clone();
+        }
+        match app.manager.store().sandbox_env(id).await {
+            Ok(env) => {
+                self.envs
+                    .lock()
+                    .expect("envs lock")
+                    .insert(id.clone(), env.clone());
+                env
+            }
+            Err(e) => {
+                tracing::warn!(sandbox_id = %id, error = %e, "reading the E2B envVars failed");
+                BTreeMap::new()
+            }
+        }
     }
 
     fn forget(&self, id: &SandboxId) {

@@ -360,7 +360,7 @@ async fn start(
         cmd = "/bin/sh".into();
         args.retain(|a| a != "-l");
     }
-    let mut env = e2b.default_envs(id);
+    let mut env = e2b.default_envs(app, id).await;
     env.extend(process.envs);
     let deadline = connect::timeout(headers);
     let max = app.manager.limits().max_exec_timeout;
