@@ -34,6 +34,10 @@ pub enum Capability {
     Container,
     /// Per-sandbox CPU/memory/pids figures.
     ResourceStats,
+    /// Freeze and thaw a sandbox in memory (`pause` / `resume`).
+    Pause,
+    /// Checkpoint a sandbox to disk and restore it (`hibernate`).
+    Hibernate,
 }
 
 impl Capability {
@@ -49,6 +53,8 @@ impl Capability {
             Capability::RuntimeInventory => "runtime_inventory",
             Capability::Container => "container",
             Capability::ResourceStats => "resource_stats",
+            Capability::Pause => "pause",
+            Capability::Hibernate => "hibernate",
         }
     }
 }

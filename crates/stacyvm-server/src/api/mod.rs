@@ -11,6 +11,7 @@ mod extract;
 mod files;
 pub mod model;
 mod openapi;
+mod pause;
 mod providers;
 mod sandboxes;
 mod system;
@@ -60,6 +61,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::admission))
         .routes(routes!(sandboxes::get, sandboxes::destroy))
         .routes(routes!(sandboxes::extend))
+        .routes(routes!(pause::pause))
+        .routes(routes!(pause::resume))
+        .routes(routes!(pause::hibernate))
         .routes(routes!(sandboxes::logs))
         .routes(routes!(exec::exec))
         .routes(routes!(exec::exec_ws))

@@ -12,6 +12,7 @@ mod files;
 mod health;
 mod lifecycle;
 mod liveness;
+mod pause;
 mod reaper;
 mod reconcile;
 mod templates;
@@ -84,6 +85,8 @@ struct Inner {
     reaping: reaper::Reaping,
     /// Running sandboxes whose runtime the last liveness check found down.
     liveness: liveness::Liveness,
+    /// Serializes pause and resume of each sandbox.
+    pause_locks: pause::PauseLocks,
     /// The cluster node this server is (`None` on a single host): it
     /// expires and reconciles only that node's sandboxes.
     node_id: Option<String>,
@@ -128,6 +131,7 @@ impl Manager {
                 clock: opts.clock,
                 reaping: reaper::Reaping::default(),
                 liveness: liveness::Liveness::default(),
+                pause_locks: pause::PauseLocks::default(),
                 node_id: None,
                 reaper_wake: Notify::new(),
                 health_interval: opts.health_interval,
@@ -251,12 +255,14 @@ impl Manager {
         self.active_sandbox(id).await.map(|(sb, _)| sb)
     }
 
-    /// Loads a sandbox that can take commands: running (or unhealthy).
+    /// Loads a sandbox that can take commands: running (or unhealthy), or
+    /// paused and resumed first (`defaults.auto_resume`).
     async fn active_sandbox(
         &self,
         id: &SandboxId,
     ) -> Result<(Sandbox, Arc<dyn Provider>), ManagerError> {
         let sb = self.get(id).await?;
+        let sb = self.resumed_if_paused(sb).await?;
         match sb.state {
             SandboxState::Running | SandboxState::Unhealthy => {}
             SandboxState::Destroyed | SandboxState::Expired => {
