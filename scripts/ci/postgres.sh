@@ -6,6 +6,12 @@
 #   export STACYVM_TEST_POSTGRES_URL="$(scripts/ci/postgres.sh)"
 #   cargo nextest run -p stacyvm-store
 #
+# With arguments it manages another cluster of the same version, for tests
+# that restart or kill their PostgreSQL (the cluster tests) without touching
+# the shared one:
+#
+#   scripts/ci/postgres.sh cluster2 5433   # -> postgres://...:5433/stacyvm
+#
 # The password is a throw-away test credential for a server that listens on
 # the loopback interface only.
 set -euo pipefail
@@ -24,10 +30,11 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null \
 fi
 
 version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
-cluster=main
+cluster=${1:-main}
+wanted_port=${2:-}
 if ! pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c { found = 1 } END { exit !found }'; then
     log "creating cluster $version/$cluster"
-    pg_createcluster "$version" "$cluster" >&2
+    pg_createcluster "$version" "$cluster" ${wanted_port:+-p "$wanted_port"} >&2
 fi
 
 # Loopback only, whatever the packaged default says (conf.d is included by
@@ -62,6 +69,11 @@ BEGIN
 END
 \$\$;
 SQL
+if [ "$cluster" != main ]; then
+    # The cluster tests make a database and a role (with a password of
+    # their own, to check it never shows) per test.
+    psql_admin -d postgres -c "ALTER ROLE $ROLE CREATEDB CREATEROLE" >&2
+fi
 if ! psql_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
     log "creating database $DB"
     psql_admin -d postgres -c "CREATE DATABASE $DB OWNER $ROLE" >&2

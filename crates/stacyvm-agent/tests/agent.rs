@@ -285,3 +285,28 @@ fn missing_workdir_is_reported() {
     assert_eq!(o.exit.exit_code, 126);
     assert!(String::from_utf8_lossy(&o.stderr).contains("workdir /no/such/dir"));
 }
+
+#[test]
+fn a_finished_commands_tree_is_gone_before_its_exit() {
+    let a = start();
+    let dir = tempfile::tempdir().unwrap();
+    let group = dir.path().join("group.pid");
+    let session = dir.path().join("session.pid");
+    // One child stays in the command's process group, one starts its own
+    // session; both must be dead when the exit arrives.
+    let script = format!(
+        "sleep 100 </dev/null >/dev/null 2>&1 & echo $! > {}; setsid sleep 100 </dev/null >/dev/null 2>&1 & echo $! > {}",
+        group.display(),
+        session.display()
+    );
+    let o = exec(&a.sock, request(&["sh", "-c", &script]));
+    assert_eq!(o.exit.exit_code, 0, "{o:?}");
+    for file in [&group, &session] {
+        let pid: i32 = std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!alive(pid), "process {pid} outlived its command");
+    }
+}

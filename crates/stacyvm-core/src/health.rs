@@ -38,6 +38,10 @@ pub enum Capability {
     Pause,
     /// Checkpoint a sandbox to disk and restore it (`hibernate`).
     Hibernate,
+    /// Network mode `allow`: egress limited to a policy's entries.
+    NetworkAllow,
+    /// Network mode `host`, enabled by the server's config.
+    NetworkHost,
 }
 
 impl Capability {
@@ -55,6 +59,8 @@ impl Capability {
             Capability::ResourceStats => "resource_stats",
             Capability::Pause => "pause",
             Capability::Hibernate => "hibernate",
+            Capability::NetworkAllow => "network_allow",
+            Capability::NetworkHost => "network_host",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Domain types shared by every StacyVM crate: sandbox and template records,
-//! ids, states, exec requests and results, file info, provider health, audit
+//! ids, states, network policies, exec requests and results, file info, provider health, audit
 //! events and Go-style durations. Nothing here does I/O.
 #![forbid(unsafe_code)]
 
+pub mod apikey;
 pub mod duration;
 pub mod error_chain;
 pub mod event;
@@ -10,11 +11,14 @@ pub mod exec;
 pub mod files;
 pub mod health;
 pub mod id;
+pub mod network;
+pub mod node;
 pub mod owner;
 pub mod sandbox;
 mod schema;
 pub mod template;
 
+pub use apikey::{ApiKey, KeyScope};
 pub use duration::{DurationError, GoDuration};
 pub use error_chain::ErrorChain;
 pub use event::{Event, EventType};
@@ -22,6 +26,8 @@ pub use exec::{ExecMode, ExecOutput, ExecRequest, OutputChunk, StreamKind};
 pub use files::{FileInfo, FileMode};
 pub use health::{Capability, ProviderHealth};
 pub use id::SandboxId;
+pub use network::{CompiledPolicy, NetworkMode, NetworkPolicy, NetworkPolicyError};
+pub use node::{Node, NodeProvider, NodeRegistration, NodeState};
 pub use owner::{OwnerError, OwnerId};
 pub use sandbox::{Sandbox, SandboxState};
 pub use template::Template;

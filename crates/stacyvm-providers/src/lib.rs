@@ -17,6 +17,8 @@ mod lifecycle_marks;
 pub mod mock;
 #[cfg(feature = "native")]
 pub mod native;
+#[cfg(any(feature = "mock", feature = "native", feature = "docker"))]
+mod network_modes;
 mod provider;
 
 #[cfg(feature = "docker")]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use stacyvm_core::{Capability, ExecOutput, FileInfo, SandboxId, StreamKind};
+use stacyvm_core::{Capability, ExecOutput, FileInfo, NetworkPolicy, SandboxId, StreamKind};
 use tokio::sync::mpsc;
 
 use crate::ProviderError;
@@ -25,6 +25,11 @@ pub struct SpawnSpec {
     /// Labels a provider records on its runtime so it can be found and
     /// re-adopted later (owner, created time, expiry, ...).
     pub labels: BTreeMap<String, String>,
+    /// The egress policy asked for, already checked by
+    /// [`NetworkPolicy::compile`]; `None`: the provider's configured
+    /// default. A provider that cannot give exactly the mode asked for
+    /// refuses the spawn with `InvalidInput`: it never gives more.
+    pub network: Option<NetworkPolicy>,
 }
 
 /// A command to run, already resolved to argv by the manager.
@@ -267,6 +272,34 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// when it can or does not try.
     fn hibernate_unavailable(&self) -> Option<String> {
         None
+    }
+
+    /// The egress policy a sandbox runs under. The default suits providers
+    /// that only give mode `none`.
+    async fn network(&self, id: &SandboxId) -> Result<NetworkPolicy, ProviderError> {
+        match self.status(id).await? {
+            RuntimeStatus::Missing => Err(ProviderError::NotFound(id.to_string())),
+            _ => Ok(NetworkPolicy::none()),
+        }
+    }
+
+    /// Changes the egress policy of a running sandbox (already checked by
+    /// [`NetworkPolicy::compile`]): in force for new connections at once,
+    /// and connections it no longer allows are cut. Providers that cannot
+    /// refuse with `InvalidInput`; asking for the policy already in force
+    /// is always fine.
+    async fn set_network(
+        &self,
+        id: &SandboxId,
+        policy: &NetworkPolicy,
+    ) -> Result<(), ProviderError> {
+        if &self.network(id).await? == policy {
+            return Ok(());
+        }
+        Err(ProviderError::InvalidInput(format!(
+            "provider {} cannot change the network of a running sandbox",
+            self.name()
+        )))
     }
 
     /// CPU, memory and pids of a sandbox; `None` when not measurable.

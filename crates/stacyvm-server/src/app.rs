@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stacyvm_providers::Provider;
-use stacyvm_store::{SqliteStore, Store};
+use stacyvm_store::{PostgresStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, AuthSettings, HttpOptions};
@@ -30,6 +30,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Manager(#[from] crate::manager::ManagerError),
+    #[error(transparent)]
+    NodeId(#[from] crate::cluster::NodeIdError),
+    #[error("cannot set up api keys: {0}")]
+    Keys(String),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -145,8 +149,24 @@ fn names(providers: &[Arc<dyn Provider>]) -> String {
 /// health and reconciles persisted sandboxes.
 pub async fn build(config: Config, extra: Vec<Arc<dyn Provider>>) -> Result<App, StartError> {
     config.validate()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database.path).await?);
+    let store = open_store(&config).await?;
     build_with_store(config, store, extra, Arc::new(SystemClock)).await
+}
+
+/// Opens the store `database.driver` names and brings its schema up to
+/// date. Errors never repeat the PostgreSQL URL (it may hold a password).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match config.database.driver.as_str() {
+        "postgres" => {
+            let store = PostgresStore::connect(config.database.url.trim()).await?;
+            tracing::info!(
+                url = %crate::config::redact_url(&config.database.url),
+                "using the postgres store"
+            );
+            Arc::new(store)
+        }
+        _ => Arc::new(SqliteStore::open(&config.database.path).await?),
+    })
 }
 
 /// Like [`build`] with the store and clock given (tests).
@@ -156,14 +176,13 @@ pub async fn build_with_store(
     extra: Vec<Arc<dyn Provider>>,
     clock: Arc<dyn Clock>,
 ) -> Result<App, StartError> {
-    if !config.auth.admin_api_key.is_empty() {
-        // Reserved for the admin routes of API v1, which do not exist yet:
-        // say so rather than let an operator believe something is guarded.
-        tracing::warn!("auth.admin_api_key is set, but no route checks it yet");
-    }
+    let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let keys = crate::keys::Keyring::new(store.clone(), pepper);
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
+    let node = crate::cluster::node_settings(&config)?;
     let manager = Manager::new(ManagerOptions {
         store,
         providers,
@@ -174,8 +193,10 @@ pub async fn build_with_store(
         health_interval: config.providers.health_interval.0,
         reaper_interval: config.server.reaper_interval.0,
         preview_domain: Some(config.server.preview_domain.clone()).filter(|d| !d.is_empty()),
+        node,
     })?;
     manager.refresh_health().await;
+    manager.register_node().await?;
     let report = manager.reconcile().await?;
     tracing::info!(?report, "startup reconciliation done");
     let state = AppState {
@@ -183,7 +204,10 @@ pub async fn build_with_store(
         auth: Arc::new(AuthSettings {
             enabled: config.auth.enabled,
             api_key: config.auth.api_key.clone(),
+            admin_api_key: config.auth.admin_api_key.clone(),
         }),
+        keys,
+        forwarder: forwarder(&config, &manager)?,
     };
     let router = api::router(
         state,
@@ -217,6 +241,8 @@ impl App {
         let manager = self.manager.clone();
         let shutdown = async move {
             shutdown.await;
+            // A cluster node takes no new sandboxes from here on.
+            manager.drain_local().await;
             // Stop background work and end event streams before draining.
             manager.shutdown();
         };
@@ -232,6 +258,35 @@ impl App {
         self.manager.store().ping().await.ok();
         result.map_err(StartError::from)
     }
+}
+
+/// The cluster forwarder: on a node with `cluster.secret`. Without the
+/// secret a node serves only its own sandboxes' runtimes (and says so).
+fn forwarder(
+    config: &Config,
+    manager: &Manager,
+) -> Result<Option<Arc<crate::cluster::forward::Forwarder>>, StartError> {
+    let Some(node) = manager.local_node() else {
+        return Ok(None);
+    };
+    if config.cluster.secret.is_empty() {
+        tracing::warn!(
+            "cluster.secret is not set: requests for another node's sandbox are not forwarded"
+        );
+        return Ok(None);
+    }
+    // Bounded: the longest exec this node allows, plus a margin.
+    let longest = match config.defaults.max_exec_timeout.0 {
+        d if d.is_zero() => Duration::from_secs(3600),
+        d => d,
+    };
+    crate::cluster::forward::Forwarder::new(
+        node,
+        &config.cluster.secret,
+        longest + Duration::from_secs(60),
+    )
+    .map(|f| Some(Arc::new(f)))
+    .map_err(StartError::Providers)
 }
 
 /// Binds the configured address.

@@ -43,6 +43,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub logging: LoggingConfig,
     pub events: EventsConfig,
+    /// Cluster mode: every server on one PostgreSQL store is a node.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,8 +175,9 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// Secret: never logged, shown or put in an error.
     pub api_key: String,
-    /// Reserved for admin routes (`X-Admin-API-Key`); accepted and
-    /// redacted, but no route checks it yet (the tenancy work adds them).
+    /// A second admin key (sent as `X-Admin-API-Key` or like any key).
+    /// Secret, like `api_key`. Keys for owners live in the store
+    /// (`stacyvm keys create`).
     pub admin_api_key: String,
 }
 
@@ -195,13 +198,19 @@ fn redacted(s: &str) -> &'static str {
 /// What secrets are replaced with wherever config is shown.
 pub const REDACTED: &str = "<redacted>";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite` (embedded, default).
+    /// `sqlite` (embedded, default) or `postgres` (a shared database: the
+    /// store of a cluster).
     pub driver: String,
-    /// SQLite file; its directory is also the data directory.
+    /// SQLite file. Its directory is also the data directory, whatever the
+    /// driver (provider state, the mock's sandboxes, the node id).
     pub path: PathBuf,
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`),
+    /// for `driver: postgres`. Its password is a secret: it is never
+    /// logged, shown or put in an error.
+    pub url: String,
 }
 
 impl Default for DatabaseConfig {
@@ -209,8 +218,81 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             driver: "sqlite".into(),
             path: default_data_dir().join("stacyvm.db"),
+            url: String::new(),
         }
     }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("driver", &self.driver)
+            .field("path", &self.path)
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info and any `password=` query
+/// parameter replaced by [`REDACTED`]; what may be shown of a database URL.
+pub fn redact_url(url: &str) -> String {
+    let (head, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        format!("{k}={REDACTED}")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{head}{authority}{tail}")
+}
+
+/// The password parts of a database URL (user info and `password=`), for
+/// redaction checks.
+fn url_passwords(url: &str) -> Vec<String> {
+    let shown = redact_url(url);
+    if shown == url {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        out.push(password.to_string());
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        for kv in query.split('&') {
+            if let Some((k, v)) = kv.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out.retain(|p| !p.is_empty());
+    out
 }
 
 /// `~/.stacyvm`, or `./.stacyvm` when there is no home directory.
@@ -249,6 +331,97 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig { history_size: 1000 }
+    }
+}
+
+/// This server as a node of a cluster (`database.driver: postgres`);
+/// ignored on a single host.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Stable id of this node; empty: generated once and kept in
+    /// `<data dir>/node-id`.
+    pub node_id: String,
+    /// How other nodes reach this one (`http://10.0.0.5:7423`); empty:
+    /// `http://<server.host>:<server.port>`.
+    pub advertise_url: String,
+    /// Labels a spawn's `node_selector` can match (`zone: a`).
+    pub labels: BTreeMap<String, String>,
+    /// Most sandboxes this node takes; 0 = unlimited.
+    pub max_sandboxes: u32,
+    /// Memory this node offers to sandboxes, in MiB; 0 = unlimited.
+    pub memory_mb: u32,
+    /// How long a node's registration holds without a heartbeat; after it
+    /// lapses the node is `lost`.
+    pub lease: GoDuration,
+    /// How often the node renews its lease (at most half the lease).
+    pub heartbeat_interval: GoDuration,
+    /// Shared by every node, for node-to-node calls. Secret: never logged,
+    /// shown or put in an error.
+    pub secret: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            advertise_url: String::new(),
+            labels: BTreeMap::new(),
+            max_sandboxes: 0,
+            memory_mb: 0,
+            lease: GoDuration::from_secs(15),
+            heartbeat_interval: GoDuration::from_secs(5),
+            secret: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("labels", &self.labels)
+            .field("max_sandboxes", &self.max_sandboxes)
+            .field("memory_mb", &self.memory_mb)
+            .field("lease", &self.lease)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
+}
+
+/// Whether `id` can name a node: 1 to 63 of `[A-Za-z0-9._-]`.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Config {
+    /// Whether this server is a cluster node (the store is shared).
+    pub fn is_cluster(&self) -> bool {
+        self.database.driver == "postgres"
+    }
+
+    /// `cluster.advertise_url`, or the listen address when it is empty.
+    pub fn advertise_url(&self) -> String {
+        let url = self.cluster.advertise_url.trim().trim_end_matches('/');
+        if url.is_empty() {
+            format!(
+                "http://{}",
+                SocketAddr::new(
+                    self.server
+                        .host
+                        .parse()
+                        .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                    self.server.port,
+                )
+            )
+        } else {
+            url.to_string()
+        }
     }
 }
 
@@ -320,19 +493,37 @@ impl Config {
             })
         };
         self.listen_addr()?;
-        if self.database.driver != "sqlite" {
-            return bad(
-                "database.driver",
-                format!(
-                    "unknown driver {:?} (supported: sqlite)",
-                    self.database.driver
-                ),
-            );
+        match self.database.driver.as_str() {
+            "sqlite" => {}
+            "postgres" => {
+                let url = self.database.url.trim();
+                if url.is_empty() {
+                    return bad(
+                        "database.url",
+                        "must be set when database.driver is postgres".into(),
+                    );
+                }
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return bad(
+                        "database.url",
+                        format!(
+                            "{} is not a postgres:// URL",
+                            redact_url(&self.database.url)
+                        ),
+                    );
+                }
+            }
+            other => {
+                return bad(
+                    "database.driver",
+                    format!("unknown driver {other:?} (supported: sqlite, postgres)"),
+                );
+            }
         }
-        if self.auth.enabled && self.auth.api_key.is_empty() {
+        if self.auth.enabled && self.auth.api_key.is_empty() && self.auth.admin_api_key.is_empty() {
             return bad(
                 "auth.api_key",
-                "must be set when auth.enabled is true".into(),
+                "must be set (or auth.admin_api_key) when auth.enabled is true".into(),
             );
         }
         if self.server.max_body_bytes == 0 {
@@ -405,6 +596,32 @@ impl Config {
         if let Err(message) = self.images.validate() {
             return bad("images", message);
         }
+        let c = &self.cluster;
+        if !c.node_id.is_empty() && !valid_node_id(&c.node_id) {
+            return bad(
+                "cluster.node_id",
+                format!("{:?} is not 1 to 63 of A-Z a-z 0-9 . _ -", c.node_id),
+            );
+        }
+        let url = c.advertise_url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return bad(
+                "cluster.advertise_url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
+        }
+        if c.lease.is_zero() {
+            return bad("cluster.lease", "must be greater than 0s".into());
+        }
+        if c.heartbeat_interval.is_zero() || c.heartbeat_interval.0 * 2 > c.lease.0 {
+            return bad(
+                "cluster.heartbeat_interval",
+                format!(
+                    "must be greater than 0s and at most half of cluster.lease ({})",
+                    c.lease
+                ),
+            );
+        }
         if self.events.history_size == 0 {
             return bad("events.history_size", "must be greater than 0".into());
         }
@@ -420,7 +637,11 @@ impl Config {
     /// The configuration as YAML with every secret replaced.
     pub fn redacted_yaml(&self) -> String {
         let mut shown = self.clone();
-        let mut secrets = vec![&mut shown.auth.api_key, &mut shown.auth.admin_api_key];
+        let mut secrets = vec![
+            &mut shown.auth.api_key,
+            &mut shown.auth.admin_api_key,
+            &mut shown.cluster.secret,
+        ];
         for c in shown.images.credentials.values_mut() {
             secrets.push(&mut c.username);
         }
@@ -433,16 +654,22 @@ impl Config {
                 *secret = REDACTED.into();
             }
         }
+        shown.database.url = redact_url(&shown.database.url);
         serde_yaml::to_string(&shown).unwrap_or_default()
     }
 
     /// Every secret value configured, for redaction checks.
     pub fn secrets(&self) -> Vec<String> {
-        let mut all = vec![self.auth.api_key.clone(), self.auth.admin_api_key.clone()];
+        let mut all = vec![
+            self.auth.api_key.clone(),
+            self.auth.admin_api_key.clone(),
+            self.cluster.secret.clone(),
+        ];
         all.extend(self.images.credentials.values().map(|c| c.password.clone()));
         if let Some(r) = &self.providers.docker.registry {
             all.push(r.password.clone());
         }
+        all.extend(url_passwords(&self.database.url));
         all.retain(|s| !s.is_empty());
         all
     }
@@ -487,7 +714,16 @@ fn from_tree(tree: Value, origin: Option<&Path>) -> Result<Config, ConfigError> 
 fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     key.starts_with("images.credentials")
-        || ["api_key", "admin_api_key", "password", "username", "token"].contains(&last)
+        || key == "database.url"
+        || [
+            "api_key",
+            "admin_api_key",
+            "password",
+            "username",
+            "token",
+            "secret",
+        ]
+        .contains(&last)
 }
 
 /// Every leaf key of the config schema (`server.port`, ...) with the type of
@@ -495,7 +731,8 @@ fn is_secret_key(key: &str) -> bool {
 fn leaf_keys() -> Vec<(Vec<String>, Value)> {
     fn walk(prefix: &mut Vec<String>, v: &Value, out: &mut Vec<(Vec<String>, Value)>) {
         match v {
-            Value::Mapping(m) => {
+            // An empty map (`cluster.labels`) is one key set as `k=v,k=v`.
+            Value::Mapping(m) if !m.is_empty() => {
                 for (k, child) in m {
                     if let Some(k) = k.as_str() {
                         prefix.push(k.to_string());
@@ -555,6 +792,19 @@ fn env_value(raw: &str, default: &Value) -> Result<Value, String> {
             .ok()
             .filter(Value::is_number)
             .ok_or_else(|| format!("{raw:?} is not a number")),
+        Value::Mapping(_) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((
+                    Value::String(k.trim().to_string()),
+                    Value::String(v.trim().to_string()),
+                )),
+                _ => Err(format!("{kv:?} is not key=value")),
+            })
+            .collect::<Result<Mapping, String>>()
+            .map(Value::Mapping),
         Value::Sequence(_) => Ok(Value::Sequence(
             raw.split(',')
                 .map(str::trim)
@@ -693,5 +943,54 @@ mod tests {
         assert!(!shown.contains("s3cret-key"));
         assert!(shown.contains(REDACTED));
         assert!(!format!("{c:?}").contains("s3cret-key"));
+    }
+
+    #[test]
+    fn postgres_needs_a_url_whose_password_is_never_shown() {
+        let err = Config::from_yaml("database:\n  driver: postgres\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+        let err = Config::from_yaml("database:\n  driver: mysql\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.driver"), "{err}");
+        let err =
+            Config::from_yaml("database:\n  driver: postgres\n  url: mysql://u:pw-9f2@h/db\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("database.url") && !err.contains("pw-9f2"),
+            "{err}"
+        );
+
+        let c = Config::from_yaml(
+            "database:\n  driver: postgres\n  url: postgres://app:pw-9f2@db.example:5432/stacyvm?sslmode=require\n",
+        )
+        .unwrap();
+        let shown = c.redacted_yaml();
+        assert!(!shown.contains("pw-9f2"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db.example:5432/stacyvm?sslmode=require"),
+            "{shown}"
+        );
+        assert!(!format!("{c:?}").contains("pw-9f2"));
+        assert_eq!(c.secrets(), vec!["pw-9f2".to_string()]);
+        assert_eq!(
+            redact_url("postgres://h/db?user=a&password=pw-1&x=y"),
+            "postgres://h/db?user=a&password=<redacted>&x=y"
+        );
+        assert_eq!(redact_url("postgres://a@h/db"), "postgres://a@h/db");
+        // From the environment, the driver and the URL alone.
+        let (c, _) = Config::load(
+            None,
+            env(&[
+                ("STACYVM_DATABASE_DRIVER", "postgres"),
+                ("STACYVM_DATABASE_URL", "postgres://a:b@127.0.0.1/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.driver, "postgres");
+        assert_eq!(c.database.url, "postgres://a:b@127.0.0.1/x");
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod api;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod events;
+pub mod keys;
 pub mod manager;
 pub mod obs;
 pub mod web;

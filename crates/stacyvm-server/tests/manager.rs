@@ -329,6 +329,7 @@ async fn reconciliation_adopts_and_marks() {
             vcpus: 1,
             metadata: BTreeMap::new(),
             labels,
+            network: None,
         })
         .await
         .unwrap();

@@ -237,7 +237,7 @@ impl TemplateRow {
     }
 }
 
-fn decode_time(raw: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn decode_time(raw: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("invalid timestamp {raw:?}: {e}"))
@@ -253,7 +253,7 @@ fn decode_map(raw: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// Only an id that `OwnerId::parse` would produce unchanged is accepted:
 /// anything else was not written by a store.
-fn decode_owner(raw: &str) -> Result<OwnerId, String> {
+pub(crate) fn decode_owner(raw: &str) -> Result<OwnerId, String> {
     match OwnerId::parse(raw) {
         Ok(Some(owner)) if owner.as_str() == raw => Ok(owner),
         Ok(_) => Err(format!("invalid owner id {raw:?}")),

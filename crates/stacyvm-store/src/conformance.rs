@@ -43,6 +43,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     transitions_are_conditional(s).await;
     expiry_is_claimed_once(store.clone()).await;
     node_filter(s).await;
+    crate::conformance_keys::run_all(s).await;
 }
 
 /// A timestamp with every nanosecond digit set, so truncation shows.

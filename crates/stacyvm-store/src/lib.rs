@@ -6,14 +6,20 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use stacyvm_core::{OwnerId, Sandbox, SandboxId, SandboxState, Template};
+use stacyvm_core::{ApiKey, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
 mod admission;
+mod cluster;
 mod codec;
+mod keys;
 #[macro_use]
 mod sql;
 #[cfg(any(test, feature = "conformance"))]
+pub mod cluster_conformance;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+mod conformance_keys;
 pub mod memory;
 pub mod postgres;
 pub mod sqlite;
@@ -22,6 +28,7 @@ pub use admission::{
     Admission, AdmissionLimits, LimitedResource, Placement, PlacementPolicy, Refusal, RefusedScope,
     ScopeLimits, Unplaced, Usage, UsageScope, refusal,
 };
+pub use cluster::{ClusterStore, LostNode};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -170,6 +177,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_templates(&self) -> Result<Vec<Template>, StoreError>;
     async fn delete_template(&self, name: &str) -> Result<(), StoreError>;
 
+    /// `Conflict` when the id or the hash exists.
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// The key whose hash is `hash`, whether valid or not; `None` when no
+    /// key has it (an indexed read: the authentication path).
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    async fn get_api_key(&self, id: &str) -> Result<ApiKey, StoreError>;
+    /// Ordered by creation time, then id; only `owner`'s when given.
+    async fn list_api_keys(&self, owner: Option<&OwnerId>) -> Result<Vec<ApiKey>, StoreError>;
+    /// Marks the key revoked at `at` (an earlier revocation stands); the
+    /// record after the change. `NotFound` when the id does not exist.
+    async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<ApiKey, StoreError>;
+    /// Raises each named key's `last_used_at` to the given time (never
+    /// lowers it), in one transaction; unknown ids are ignored.
+    async fn record_api_key_use(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
+
     /// A cheap round trip proving the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The node registry, when many servers share this store (PostgreSQL);
+    /// `None` on a single host.
+    fn cluster(&self) -> Option<&dyn ClusterStore> {
+        None
+    }
 }

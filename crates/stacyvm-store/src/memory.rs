@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use stacyvm_core::{Sandbox, SandboxId, SandboxState, Template};
+use stacyvm_core::{ApiKey, OwnerId, Sandbox, SandboxId, SandboxState, Template};
 
 use crate::{
     Admission, AdmissionLimits, Placement, SandboxFilter, Store, StoreError, Usage, UsageScope,
@@ -20,6 +20,8 @@ use crate::{
 pub struct MemoryStore {
     sandboxes: Mutex<BTreeMap<String, Sandbox>>,
     templates: Mutex<BTreeMap<String, Template>>,
+    /// API keys by id.
+    keys: Mutex<BTreeMap<String, ApiKey>>,
     /// When set, every call fails as if the database were down.
     down: AtomicBool,
 }
@@ -279,6 +281,69 @@ impl Store for MemoryStore {
         m.remove(name)
             .map(|_| ())
             .ok_or_else(|| StoreError::NotFound(format!("template {name}")))
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.check()?;
+        let mut m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if m.contains_key(&key.id) || m.values().any(|k| k.hash == key.hash) {
+            return Err(StoreError::Conflict(format!("api key {}", key.id)));
+        }
+        m.insert(key.id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.check()?;
+        let m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.values().find(|k| k.hash == hash).cloned())
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<ApiKey, StoreError> {
+        self.check()?;
+        let m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("api key {id}")))
+    }
+
+    async fn list_api_keys(&self, owner: Option<&OwnerId>) -> Result<Vec<ApiKey>, StoreError> {
+        self.check()?;
+        let m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<ApiKey> = m
+            .values()
+            .filter(|k| owner.is_none_or(|o| &k.owner == o))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(v)
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<ApiKey, StoreError> {
+        self.check()?;
+        let mut m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let k = m
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(format!("api key {id}")))?;
+        k.revoked_at.get_or_insert(at);
+        Ok(k.clone())
+    }
+
+    async fn record_api_key_use(&self, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.check()?;
+        let mut m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, at) in uses {
+            if let Some(k) = m.get_mut(id)
+                && k.last_used_at.is_none_or(|t| t < *at)
+            {
+                k.last_used_at = Some(*at);
+            }
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

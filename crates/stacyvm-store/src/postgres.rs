@@ -14,6 +14,7 @@ use crate::codec::{SandboxRow, ScopedUsageRow, db_error};
 use crate::sqlite::{checked_scopes, split_usage};
 use crate::{Admission, AdmissionLimits, Placement, StoreError, admission};
 
+mod cluster;
 #[cfg(test)]
 mod tests;
 
@@ -78,22 +79,21 @@ impl PostgresStore {
     /// then the owner's; concurrent admissions on every server wait for each
     /// other exactly where they compete, and read totals no other
     /// transaction can change before this one commits.
+    ///
+    /// With `placement`, placements are serialised cluster-wide by a
+    /// transaction-level advisory lock taken first (so a node's capacity is
+    /// read and filled by one admission at a time), then the node is picked
+    /// among the candidates (see `cluster::pick`) in the same transaction.
     async fn admit(
         &self,
         sandbox: &Sandbox,
         limits: &AdmissionLimits,
         placement: Option<&Placement>,
     ) -> Result<Admission, StoreError> {
-        if placement.is_some() {
-            return Err(StoreError::Unavailable(
-                "placement needs registered cluster nodes".into(),
-            ));
-        }
         let what = format!("sandbox {}", sandbox.id);
-        let row = SandboxRow::encode(sandbox);
         let scopes = checked_scopes(sandbox, limits);
-        if scopes.is_empty() {
-            crate::sql::insert::<Postgres, _>(row, "::json")
+        if scopes.is_empty() && placement.is_none() {
+            crate::sql::insert::<Postgres, _>(SandboxRow::encode(sandbox), "::json")
                 .build()
                 .execute(&self.pool)
                 .await
@@ -102,28 +102,47 @@ impl PostgresStore {
         }
         let err = |e| db_error("admitting", &what, e);
         let mut tx = self.pool.begin().await.map_err(err)?;
-        let mut qb = sqlx::QueryBuilder::<Postgres>::new("INSERT INTO sandbox_usage (scope) ");
-        qb.push_values(&scopes, |mut b, scope| {
-            b.push_bind(scope.key());
-        });
-        qb.push(
-            " ON CONFLICT (scope) DO UPDATE SET scope = EXCLUDED.scope \
-             RETURNING scope, sandboxes, memory_mb, vcpus",
-        );
-        let rows: Vec<ScopedUsageRow> =
-            qb.build_query_as().fetch_all(&mut *tx).await.map_err(err)?;
-        let (all, owner) = split_usage(rows);
-        if let Some(refusal) = admission::refusal(sandbox, limits, all, owner) {
-            tx.rollback().await.map_err(err)?;
-            return Ok(Admission::Refused(refusal));
+        if placement.is_some() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(cluster::PLACEMENT_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
         }
-        crate::sql::insert::<Postgres, _>(row, "::json")
+        if !scopes.is_empty() {
+            let mut qb = sqlx::QueryBuilder::<Postgres>::new("INSERT INTO sandbox_usage (scope) ");
+            qb.push_values(&scopes, |mut b, scope| {
+                b.push_bind(scope.key());
+            });
+            qb.push(
+                " ON CONFLICT (scope) DO UPDATE SET scope = EXCLUDED.scope \
+                 RETURNING scope, sandboxes, memory_mb, vcpus",
+            );
+            let rows: Vec<ScopedUsageRow> =
+                qb.build_query_as().fetch_all(&mut *tx).await.map_err(err)?;
+            let (all, owner) = split_usage(rows);
+            if let Some(refusal) = admission::refusal(sandbox, limits, all, owner) {
+                tx.rollback().await.map_err(err)?;
+                return Ok(Admission::Refused(refusal));
+            }
+        }
+        let mut admitted = sandbox.clone();
+        if let Some(placement) = placement {
+            match cluster::pick(&mut tx, placement, u64::from(sandbox.memory_mb)).await? {
+                Ok(node) => admitted.node_id = Some(node),
+                Err(unplaced) => {
+                    tx.rollback().await.map_err(err)?;
+                    return Ok(Admission::Unplaced(unplaced));
+                }
+            }
+        }
+        crate::sql::insert::<Postgres, _>(SandboxRow::encode(&admitted), "::json")
             .build()
             .execute(&mut *tx)
             .await
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        Ok(Admission::Admitted(sandbox.clone()))
+        Ok(Admission::Admitted(admitted))
     }
 
     /// Waits for in-flight statements and closes every connection. Later
@@ -142,4 +161,9 @@ sql_store!(
     json_cast: "::json",
     sandbox_select: SANDBOX_SELECT,
     template_select: TEMPLATE_SELECT,
+    store_extra: {
+        fn cluster(&self) -> Option<&dyn crate::ClusterStore> {
+            Some(self)
+        }
+    },
 );

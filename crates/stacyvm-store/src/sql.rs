@@ -208,7 +208,8 @@ macro_rules! sql_store {
         db: $db:ty,
         json_cast: $json:expr,
         sandbox_select: $sandbox_select:expr,
-        template_select: $template_select:expr $(,)?
+        template_select: $template_select:expr
+        $(, store_extra: { $($extra:tt)* })? $(,)?
     ) => {
         impl $store {
             /// Runs a statement; the number of rows it touched.
@@ -502,12 +503,107 @@ macro_rules! sql_store {
                     .await
             }
 
+            async fn create_api_key(&self, k: &::stacyvm_core::ApiKey) -> $crate::sql::Done {
+                let row = $crate::keys::KeyRow::encode(k);
+                let what = format!("api key {}", k.id);
+                self.run($crate::sql::insert(row, $json), "creating", &what)
+                    .await?;
+                Ok(())
+            }
+
+            async fn find_api_key(
+                &self,
+                hash: &str,
+            ) -> Result<Option<::stacyvm_core::ApiKey>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM api_keys WHERE hash = ",
+                    $crate::keys::KEY_COLUMNS
+                ));
+                qb.push_bind(hash.to_string());
+                let rows: Vec<$crate::keys::KeyRow> = self.rows(qb, "reading", "api key").await?;
+                rows.into_iter()
+                    .next()
+                    .map($crate::keys::KeyRow::decode)
+                    .transpose()
+            }
+
+            async fn get_api_key(
+                &self,
+                id: &str,
+            ) -> Result<::stacyvm_core::ApiKey, $crate::StoreError> {
+                let what = format!("api key {id}");
+                let row: $crate::keys::KeyRow =
+                    self.row($crate::keys::KEY_COLUMNS, id, what).await?;
+                row.decode()
+            }
+
+            async fn list_api_keys(
+                &self,
+                owner: Option<&::stacyvm_core::OwnerId>,
+            ) -> Result<Vec<::stacyvm_core::ApiKey>, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM api_keys",
+                    $crate::keys::KEY_COLUMNS
+                ));
+                if let Some(owner) = owner {
+                    qb.push(" WHERE owner_id = ")
+                        .push_bind(owner.as_str().to_string());
+                }
+                qb.push(" ORDER BY created_at, id");
+                let rows: Vec<$crate::keys::KeyRow> = self.rows(qb, "listing", "api keys").await?;
+                rows.into_iter().map($crate::keys::KeyRow::decode).collect()
+            }
+
+            async fn revoke_api_key(
+                &self,
+                id: &str,
+                at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<::stacyvm_core::ApiKey, $crate::StoreError> {
+                let mut qb = ::sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ",
+                );
+                qb.push_bind($crate::codec::encode_time(&at));
+                qb.push(") WHERE id = ").push_bind(id.to_string());
+                qb.push(" RETURNING ").push($crate::keys::KEY_COLUMNS);
+                let what = format!("api key {id}");
+                let rows: Vec<$crate::keys::KeyRow> = self.rows(qb, "revoking", &what).await?;
+                rows.into_iter()
+                    .next()
+                    .ok_or($crate::StoreError::NotFound(what))?
+                    .decode()
+            }
+
+            async fn record_api_key_use(
+                &self,
+                uses: &[(String, ::chrono::DateTime<::chrono::Utc>)],
+            ) -> $crate::sql::Done {
+                if uses.is_empty() {
+                    return Ok(());
+                }
+                let err = |e| $crate::codec::db_error("recording", "api key use", e);
+                let mut tx = self.pool.begin().await.map_err(err)?;
+                for (id, at) in uses {
+                    let at = $crate::codec::encode_time(at);
+                    let mut qb =
+                        ::sqlx::QueryBuilder::<$db>::new("UPDATE api_keys SET last_used_at = ");
+                    qb.push_bind(at.clone());
+                    qb.push(" WHERE id = ").push_bind(id.clone());
+                    qb.push(" AND (last_used_at IS NULL OR last_used_at < ")
+                        .push_bind(at);
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await.map_err(err)?;
+                }
+                tx.commit().await.map_err(err)
+            }
+
             async fn ping(&self) -> $crate::sql::Done {
                 let qb = ::sqlx::QueryBuilder::<$db>::new("SELECT 1");
                 self.run(qb, "pinging", concat!($driver, " database"))
                     .await?;
                 Ok(())
             }
+
+            $($($extra)*)?
         }
     };
 }

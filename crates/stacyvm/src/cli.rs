@@ -50,6 +50,8 @@ pub enum Command {
     /// Move files in and out of a sandbox.
     #[command(subcommand)]
     Files(commands::FilesCommand),
+    /// List the nodes of a cluster, or drain one.
+    Nodes(commands::NodesArgs),
     /// Manage the native provider's image cache (pull, list, rm, import, gc).
     Image {
         /// Config file (for the data directory and registry settings).
@@ -82,6 +84,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pause { ids } => commands::lifecycle(&cli.conn, &ids, "pause").await,
         Command::Resume { ids } => commands::lifecycle(&cli.conn, &ids, "resume").await,
         Command::Files(cmd) => commands::files(&cli.conn, cmd).await,
+        Command::Nodes(args) => commands::nodes(&cli.conn, args).await,
         Command::Image { config, cmd } => serve::image(config.as_deref(), cmd)
             .await
             .map(|()| ExitCode::SUCCESS),

@@ -138,6 +138,19 @@ impl Client {
             .await
     }
 
+    pub async fn nodes(&self) -> Result<Vec<stacyvm_core::Node>> {
+        self.json("list nodes", self.http.get(self.url("/nodes")))
+            .await
+    }
+
+    pub async fn drain_node(&self, id: &str) -> Result<stacyvm_core::Node> {
+        self.json(
+            &format!("drain node {id}"),
+            self.http.post(self.url(&format!("/nodes/{id}/drain"))),
+        )
+        .await
+    }
+
     pub async fn destroy(&self, id: &str) -> Result<()> {
         self.send(
             &format!("destroy {id}"),

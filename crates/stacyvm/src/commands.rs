@@ -112,6 +112,7 @@ pub async fn spawn(conn: &Connection, a: SpawnArgs) -> Result<ExitCode> {
         metadata: Some(a.metadata.into_iter().collect())
             .filter(|m: &std::collections::BTreeMap<_, _>| !m.is_empty()),
         owner_id: None,
+        network: None,
     };
     let sb = api.spawn(&req).await?;
     if a.json {
@@ -194,6 +195,57 @@ pub async fn list(conn: &Connection, a: ListArgs) -> Result<ExitCode> {
             s.image,
             s.expires_at
                 .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Stop placement on this node (it keeps serving its sandboxes).
+    #[arg(long, value_name = "NODE_ID")]
+    pub drain: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stacyvm nodes`: the cluster's nodes (`--drain ID` drains one first).
+pub async fn nodes(conn: &Connection, a: NodesArgs) -> Result<ExitCode> {
+    let api = Client::new(conn)?;
+    if let Some(id) = &a.drain {
+        let node = api.drain_node(id).await?;
+        println_out(&format!("{} {}", node.id, node.state));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let items = api.nodes().await?;
+    if a.json {
+        println_out(&serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println_out(&format!(
+        "{:<20} {:<9} {:<10} {:<12} {:<28} {}",
+        "ID", "STATE", "SANDBOXES", "PROVIDERS", "ADVERTISE", "LAST HEARTBEAT"
+    ));
+    for n in &items {
+        let cap = match n.max_sandboxes {
+            0 => n.sandboxes.to_string(),
+            max => format!("{}/{max}", n.sandboxes),
+        };
+        let providers: Vec<String> = n
+            .providers
+            .iter()
+            .map(|p| format!("{}{}", p.name, if p.healthy { "" } else { "!" }))
+            .collect();
+        println_out(&format!(
+            "{:<20} {:<9} {:<10} {:<12} {:<28} {}",
+            n.id,
+            n.state.as_str(),
+            cap,
+            providers.join(","),
+            n.advertise_url,
+            n.last_heartbeat
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ));
     }
     Ok(ExitCode::SUCCESS)

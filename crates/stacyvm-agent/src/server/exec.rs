@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use super::reaper::Reaper;
 use super::spawn::{self, ChildStdio};
+use super::tree;
 use crate::codec::{Frame, FrameKind, read_frame};
 use crate::log;
 use crate::protocol::{ExecRequest, ExitStatus, Response, SignalRequest, WindowSize};
@@ -26,6 +27,9 @@ use crate::protocol::{ExecRequest, ExitStatus, Response, SignalRequest, WindowSi
 /// process that inherited stdout would otherwise hold the exec open).
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 const CHUNK: usize = 32 * 1024;
+/// How long the agent waits for a finished command's remaining processes
+/// to die and be reaped before it reports the exit anyway.
+const TREE_GRACE: Duration = Duration::from_secs(5);
 
 type Writer = Arc<Mutex<UnixStream>>;
 
@@ -62,38 +66,43 @@ pub fn run(reaper: &Reaper, conn: UnixStream, req: ExecRequest) {
             return;
         }
     };
-    let env = environment(&req);
+    let marker = tree::new_marker();
+    let mut env = environment(&req);
+    // Last, so a request cannot take it off its command.
+    env.insert(tree::MARKER.to_string(), marker.clone());
+
+    // A command that cannot start is reported like a shell would: a message
+    // on stderr and 126/127. That includes a sandbox whose /dev/ptmx a
+    // command removed: it is the sandbox's state, not a provider failure.
+    let not_started = |message: &str, exit_code: i32| {
+        send(
+            &writer,
+            &Frame::json(FrameKind::Response, &Response::Started { pid: 0 }),
+        );
+        let line = format!("stacyvm-agent: {message}\n");
+        send(&writer, &Frame::new(FrameKind::Stderr, line.into_bytes()));
+        let exit = ExitStatus {
+            exit_code,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        send(&writer, &Frame::json(FrameKind::Exit, &exit));
+        let _ = conn.shutdown(Shutdown::Both);
+    };
 
     let (stdio, input, outputs, tty_master) = match plumbing(&req) {
         Ok(p) => p,
         Err(e) => {
-            let msg = Response::Error {
-                message: format!("exec setup: {e}"),
-            };
-            send(&writer, &Frame::json(FrameKind::Response, &msg));
-            return;
+            return not_started(
+                &format!("cannot set up the command's input and output: {e}"),
+                126,
+            );
         }
     };
 
     let child = match spawn::spawn(reaper, &req.argv, &env, &req.workdir, stdio) {
         Ok(c) => c,
-        Err(e) => {
-            // Report like a shell would: a message on stderr and 126/127.
-            send(
-                &writer,
-                &Frame::json(FrameKind::Response, &Response::Started { pid: 0 }),
-            );
-            let line = format!("stacyvm-agent: {}\n", e.message);
-            send(&writer, &Frame::new(FrameKind::Stderr, line.into_bytes()));
-            let exit = ExitStatus {
-                exit_code: e.exit_code,
-                duration_ms: started.elapsed().as_millis() as u64,
-                ..Default::default()
-            };
-            send(&writer, &Frame::json(FrameKind::Exit, &exit));
-            let _ = conn.shutdown(Shutdown::Both);
-            return;
-        }
+        Err(e) => return not_started(&e.message, e.exit_code),
     };
     let pgid = Pid::from_raw(child.pid);
     send(
@@ -141,6 +150,10 @@ pub fn run(reaper: &Reaper, conn: UnixStream, req: ExecRequest) {
     } else {
         child.status.recv().ok()
     };
+    // The command is over: so is everything it started (see `tree`).
+    if !tree::end(pgid, &marker, TREE_GRACE) {
+        log!("exec: processes of a finished command survived SIGKILL for {TREE_GRACE:?}");
+    }
 
     let grace_end = Instant::now() + OUTPUT_GRACE;
     for _ in 0..n_pumps {
@@ -205,7 +218,7 @@ fn plumbing(req: &ExecRequest) -> std::io::Result<Plumbing> {
         let (r, w) = spawn::pipe()?;
         (r, Input::Pipe(File::from(w)))
     } else {
-        (spawn::dev_null()?, Input::None)
+        (spawn::empty_input()?, Input::None)
     };
     let (out_r, out_w) = spawn::pipe()?;
     let (err_r, err_w) = spawn::pipe()?;

@@ -5,6 +5,7 @@
 mod exec;
 mod reaper;
 mod spawn;
+mod tree;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;

@@ -235,13 +235,26 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-/// Opens `/dev/null` close-on-exec.
-pub fn dev_null() -> std::io::Result<OwnedFd> {
-    let f = std::fs::OpenOptions::new()
+/// An input that reads as end-of-file: `/dev/null`, or an empty pipe when
+/// a command removed or replaced the sandbox's `/dev/null` (a command in
+/// the sandbox must not be able to break every later exec that way).
+pub fn empty_input() -> std::io::Result<OwnedFd> {
+    let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/null")?;
-    Ok(f.into())
+        .open("/dev/null");
+    match null {
+        Ok(f) if is_char_device(&f) => Ok(f.into()),
+        _ => {
+            let (read, _write) = pipe()?;
+            Ok(read)
+        }
+    }
+}
+
+fn is_char_device(f: &File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    f.metadata().is_ok_and(|m| m.file_type().is_char_device())
 }
 
 /// Opens a pseudo-terminal pair (master, slave), both close-on-exec.

@@ -181,6 +181,7 @@ pub(crate) async fn spawn(h: &Harness) -> SandboxId {
         vcpus: 1,
         metadata: BTreeMap::new(),
         labels: BTreeMap::from([(TEST_LABEL.0.to_string(), TEST_LABEL.1.to_string())]),
+        network: None,
     };
     h.provider
         .spawn(&spec)

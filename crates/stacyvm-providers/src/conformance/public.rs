@@ -72,6 +72,7 @@ pub async fn case_errors_are_public(h: &Harness) {
         vcpus: 1,
         metadata: Default::default(),
         labels: Default::default(),
+        network: None,
     };
     let spawned = tokio::time::timeout(Duration::from_secs(60), p.spawn(&bad)).await;
     if let Ok(r) = &spawned {

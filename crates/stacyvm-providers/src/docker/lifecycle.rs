@@ -155,6 +155,18 @@ impl Inner {
         if spec.image.trim().is_empty() {
             return Err(ProviderError::InvalidInput("empty image name".into()));
         }
+        let network_mode = self.config.network_mode.clone();
+        crate::network_modes::refuse_unsupported(
+            "docker",
+            spec.network.as_ref(),
+            |mode| match mode {
+                stacyvm_core::NetworkMode::None if network_mode == "none" => Ok(()),
+                stacyvm_core::NetworkMode::None => Err(format!(
+                    "providers.docker.network_mode is {network_mode:?}, not \"none\""
+                )),
+                _ => Err("the docker provider only offers mode \"none\" for now".into()),
+            },
+        )?;
         self.ensure_image(&spec.image).await?;
         let docker = self.client.get()?;
         let name = container_name(&spec.id);
@@ -487,6 +499,7 @@ mod tests {
             vcpus: 1,
             metadata: BTreeMap::from([("k".into(), "v".into())]),
             labels: BTreeMap::from([("owner".into(), "alice".into())]),
+            network: None,
         };
         let l = labels_for(&spec);
         assert_eq!(l[LABEL_SANDBOX_ID], "sb-0123456789ab");

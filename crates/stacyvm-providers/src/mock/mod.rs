@@ -32,6 +32,10 @@ use crate::{
 /// Log lines kept per sandbox.
 const LOG_RING: usize = 1000;
 
+/// The environment variable every mock command carries, naming its
+/// sandbox (see [`kill_marked`]).
+const MARKER: &str = "STACYVM_MOCK_SANDBOX";
+
 /// `PATH` of mock commands unless the exec sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -295,6 +299,15 @@ impl Provider for MockProvider {
 
     async fn spawn(&self, spec: &SpawnSpec) -> Result<(), ProviderError> {
         self.check_up()?;
+        // Host processes: `none` is all it claims (and it isolates nothing).
+        crate::network_modes::refuse_unsupported(
+            "mock",
+            spec.network.as_ref(),
+            |mode| match mode {
+                stacyvm_core::NetworkMode::None => Ok(()),
+                _ => Err("the mock provider only offers mode \"none\"".into()),
+            },
+        )?;
         let id = &spec.id;
         if self.sandboxes().contains_key(id) {
             return Err(ProviderError::InvalidInput(format!(
@@ -372,6 +385,10 @@ impl Provider for MockProvider {
         if let Some(sb) = &sb {
             sb.kill_all();
         }
+        // Processes started before a restart, or that left their process
+        // group, are not in `groups`: find them by their marker.
+        let marked = id.clone();
+        let _ = tokio::task::spawn_blocking(move || kill_marked(&marked)).await;
         let root = self.sandbox_root(id);
         let record = self.record_path(id);
         let paused = self.paused_path(id);
@@ -428,6 +445,9 @@ impl Provider for MockProvider {
         env.insert("HOME".to_string(), root.display().to_string());
         env.insert("STACYVM_SANDBOX_ID".to_string(), id.to_string());
         env.extend(spec.env.clone());
+        // Set last so no request can take it off: destroy finds every process
+        // of the sandbox by it, also those of an earlier server instance.
+        env.insert(MARKER.to_string(), id.to_string());
         let launch = Launch {
             argv: spec.argv.clone(),
             env,
@@ -476,6 +496,38 @@ impl Provider for MockProvider {
 
 #[cfg(test)]
 mod tests;
+
+/// Kills every host process whose environment carries [`MARKER`] for `id`,
+/// repeating while new ones appear (a command that forks as it dies).
+fn kill_marked(id: &SandboxId) {
+    let needle = format!("{MARKER}={id}\0").into_bytes();
+    for _ in 0..50 {
+        let mut found = false;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let marked = environ
+                .split_inclusive(|b| *b == 0)
+                .any(|var| var == needle.as_slice());
+            if let (true, Some(pid)) = (marked, rustix::process::Pid::from_raw(pid)) {
+                found = true;
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+        if !found {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
 
 /// Removes a sandbox directory even when a command or a chmod inside it
 /// took the owner's write or search bit off a directory (which stops a

@@ -18,6 +18,7 @@ fn spawn_spec(id: &SandboxId) -> SpawnSpec {
         vcpus: 1,
         metadata: BTreeMap::new(),
         labels: BTreeMap::from([("owner".to_string(), "alice".to_string())]),
+        network: None,
     }
 }
 
@@ -104,6 +105,66 @@ async fn a_new_provider_adopts_sandboxes_left_in_its_base_dir() {
     assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
 }
 
+/// Destroy ends every process of a sandbox: one that left its process
+/// group, and one started by an earlier provider instance (a server that
+/// was killed and whose sandbox the restarted server adopted).
+#[tokio::test]
+async fn destroy_ends_processes_of_adopted_sandboxes_and_escaped_groups() {
+    let base = tempfile::tempdir().unwrap();
+    let id = SandboxId::generate();
+    let started = |p: MockProvider, script: &'static str| {
+        let id = id.clone();
+        async move {
+            let out = p.exec(&id, &sh(script)).await.unwrap();
+            let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+            rustix::process::Pid::from_raw(pid).unwrap()
+        }
+    };
+    let alive = |pid| rustix::process::test_kill_process(pid).is_ok() && !zombie(pid);
+    let first = MockProvider::new(base.path()).unwrap();
+    first.spawn(&spawn_spec(&id)).await.unwrap();
+    // setsid: its own session and group, out of reach of a group kill.
+    let escaped = started(
+        first.clone(),
+        "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
+    )
+    .await;
+    // The provider goes away without destroying (a server killed -9).
+    std::mem::forget(first);
+    let second = MockProvider::new(base.path()).unwrap();
+    let before_restart = escaped;
+    let after_restart = started(
+        second.clone(),
+        "sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
+    )
+    .await;
+    assert!(alive(before_restart) && alive(after_restart));
+    second.destroy(&id).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while (alive(before_restart) || alive(after_restart)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !alive(before_restart),
+        "the process from before the restart survived destroy"
+    );
+    assert!(
+        !alive(after_restart),
+        "a background process survived destroy"
+    );
+}
+
+/// Whether `pid` is a zombie (dead, waiting to be reaped).
+fn zombie(pid: rustix::process::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
 #[tokio::test]
 async fn logs_record_spawn_and_execs() {
     let base = tempfile::tempdir().unwrap();
@@ -130,7 +191,16 @@ async fn commands_get_a_clean_environment() {
     let names = String::from_utf8_lossy(&out.stdout).into_owned();
     for name in names.lines() {
         assert!(
-            ["HOME", "PATH", "PWD", "SHLVL", "STACYVM_SANDBOX_ID", "_"].contains(&name),
+            [
+                "HOME",
+                "PATH",
+                "PWD",
+                "SHLVL",
+                "STACYVM_SANDBOX_ID",
+                MARKER,
+                "_"
+            ]
+            .contains(&name),
             "unexpected variable {name} in {names}"
         );
     }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::network::EgressConfig;
+
 /// Settings of the native provider. Every field has a default, so an empty
 /// section works on a host prepared by `scripts/ci/native.sh`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,9 +26,14 @@ pub struct NativeConfig {
     pub agent_path: Option<PathBuf>,
     /// Most processes (and threads) one sandbox may have.
     pub pids_limit: u32,
-    /// `none` (default): a private network namespace with loopback only;
-    /// `host`: the host's network (no isolation of the network).
+    /// The network of a sandbox whose spawn names none: `none` (default),
+    /// a private network namespace with loopback only; `host`: the host's
+    /// network (no isolation of the network; also allows a spawn to ask
+    /// for mode `host`).
     pub network: NetworkMode,
+    /// Network mode `allow` (address pool, egress proxy) and the opt-in
+    /// for mode `host` per spawn.
+    pub egress: EgressConfig,
     /// Apply the seccomp denylist (default on).
     pub seccomp: bool,
     /// How long `spawn` waits for the agent to answer.
@@ -57,6 +64,7 @@ impl Default for NativeConfig {
             agent_path: None,
             pids_limit: 256,
             network: NetworkMode::None,
+            egress: EgressConfig::default(),
             seccomp: true,
             start_timeout_ms: 10_000,
             cgroup_favor_dynmods: true,
@@ -82,7 +90,7 @@ impl NativeConfig {
         if self.start_timeout_ms == 0 {
             return Err("providers.native.start_timeout_ms must be positive".into());
         }
-        Ok(())
+        self.egress.validate()
     }
 
     /// The runtime's short name (`crun`, `runc`, `runsc`), for messages.

@@ -12,6 +12,7 @@
 //! agent.sock     the agent's listening socket (host-only: the agent got
 //!                the listening fd, the sandbox cannot see or replace it)
 //! console.log    the agent's and the runtime's output, for `logs`
+//! network.json   network mode `allow`: the link's slot and the policy
 //! init.pid       the init's host pid, written by the runtime (destroy kills
 //!                it through a pidfd)
 //! ```
@@ -28,6 +29,7 @@ mod dynmods;
 mod health;
 pub mod image;
 mod init;
+pub mod network;
 mod nsexec;
 mod provider;
 mod rootfs;

@@ -12,11 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{Capability, ErrorChain, SandboxId};
+use stacyvm_core::{Capability, ErrorChain, NetworkMode, NetworkPolicy, SandboxId};
 use tokio::sync::mpsc;
 
-use super::config::NativeConfig;
+use super::config::{NativeConfig, NetworkMode as ConfigNetwork};
 use super::image::ImageStore;
+use super::network::{Egress, Leftovers};
 use super::runtime::Runtime;
 use super::{agent_client, agent_path, cgroup, dynmods, health, init, rootfs, spec};
 use crate::hostfs::{HostFs, HostRooted};
@@ -45,6 +46,9 @@ struct Meta {
     vcpus: u32,
     labels: BTreeMap<String, String>,
     metadata: BTreeMap<String, String>,
+    /// The egress policy it runs under (older records: `none`).
+    #[serde(default)]
+    network: NetworkPolicy,
 }
 
 /// Where one sandbox's files live on the host.
@@ -81,6 +85,8 @@ struct Inner {
     marks: LifecycleMarks,
     /// What became of `cgroup_favor_dynmods` (for the config summary).
     favor_dynmods: String,
+    /// Links, rules and proxies of sandboxes with network mode `allow`.
+    egress: Egress,
 }
 
 impl NativeProvider {
@@ -93,6 +99,8 @@ impl NativeProvider {
             health::find_binary(&config.runtime).unwrap_or_else(|| PathBuf::from(&config.runtime));
         let runtime = Runtime::new(bin, config.data_dir.join("runtime"), config.network);
         let agent = agent_path::find(config.agent_path.as_deref()).ok();
+        let egress = Egress::new(config.egress.clone(), config.data_dir.join("sandboxes"))
+            .map_err(ProviderError::InvalidInput)?;
         let favor_dynmods = if config.cgroup_favor_dynmods {
             // The summary is shown to clients: the outcome, not the mount.
             match dynmods::ensure() {
@@ -124,6 +132,7 @@ impl NativeProvider {
                 agent,
                 marks: LifecycleMarks::default(),
                 favor_dynmods,
+                egress,
             }),
         })
     }
@@ -136,6 +145,58 @@ impl NativeProvider {
     /// The image store sandboxes are created from.
     pub fn images(&self) -> &ImageStore {
         &self.inner.images
+    }
+
+    /// What of sandbox `id`'s network mode `allow` is still on the host
+    /// (namespace, interface, nftables element, proxy, address); empty
+    /// once it is destroyed. For leak checks.
+    pub async fn network_leftovers(&self, id: &SandboxId) -> Leftovers {
+        self.inner.egress.leftovers(id).await
+    }
+
+    /// The policy a spawn gets: the one asked for if this provider can give
+    /// exactly that, the configured default when none is asked for.
+    fn effective_network(
+        &self,
+        asked: Option<&NetworkPolicy>,
+    ) -> Result<NetworkPolicy, ProviderError> {
+        let c = &self.inner.config;
+        let Some(policy) = asked else {
+            return Ok(NetworkPolicy {
+                mode: match c.network {
+                    ConfigNetwork::None => NetworkMode::None,
+                    ConfigNetwork::Host => NetworkMode::Host,
+                },
+                ..NetworkPolicy::default()
+            });
+        };
+        crate::network_modes::refuse_unsupported("native", Some(policy), |mode| {
+            self.mode_support(mode)
+        })?;
+        Ok(policy.clone())
+    }
+
+    /// Whether a spawn may ask for `mode`, and why not.
+    fn mode_support(&self, mode: NetworkMode) -> Result<(), String> {
+        let c = &self.inner.config;
+        // gVisor's network is one global flag, set from providers.native.network.
+        let gvisor = !self.inner.runtime.passes_fds();
+        let global_host = c.network == ConfigNetwork::Host;
+        match mode {
+            NetworkMode::None if gvisor && global_host => Err(
+                "with runtime runsc every sandbox has the network of providers.native.network (host)".into(),
+            ),
+            NetworkMode::None => Ok(()),
+            NetworkMode::Host if !(c.egress.allow_host_mode || global_host) => Err(
+                "it is off (providers.native.egress.allow_host_mode)".into(),
+            ),
+            NetworkMode::Host if gvisor && !global_host => Err(
+                "with runtime runsc every sandbox has the network of providers.native.network (none)".into(),
+            ),
+            NetworkMode::Host => Ok(()),
+            NetworkMode::Allow if gvisor => Err("not available with runtime runsc".into()),
+            NetworkMode::Allow => Ok(()),
+        }
     }
 
     fn paths(&self, id: &SandboxId) -> Paths {
@@ -174,6 +235,7 @@ impl NativeProvider {
 
     async fn spawn_inner(&self, spec: &SpawnSpec, p: &Paths) -> Result<(), ProviderError> {
         let id = spec.id.as_str();
+        let network = self.effective_network(spec.network.as_ref())?;
         // Found at start, or now if it was installed since.
         let agent = match &self.inner.agent {
             Some(a) => a.clone(),
@@ -216,8 +278,21 @@ impl NativeProvider {
                 Ok(())
             })
         };
-        let (image, dirs) = tokio::join!(self.inner.images.ensure(&spec.image), dirs);
-        dirs?;
+        // The link is made while the image is pulled.
+        let dirs_and_link = async {
+            dirs.await?;
+            match network.mode {
+                NetworkMode::Allow => self
+                    .inner
+                    .egress
+                    .attach(&spec.id, &p.dir, &network)
+                    .await
+                    .map(Some),
+                NetworkMode::None | NetworkMode::Host => Ok(None),
+            }
+        };
+        let (image, netns) = tokio::join!(self.inner.images.ensure(&spec.image), dirs_and_link);
+        let netns = netns?;
         let image = image?;
         let socket_dir = p.socket_dir.as_deref();
         self.inner.images.lease(id, &image).await?;
@@ -230,6 +305,7 @@ impl NativeProvider {
             vcpus: spec.vcpus,
             labels: spec.labels.clone(),
             metadata: spec.metadata.clone(),
+            network: network.clone(),
         };
         let layers = image.layers.clone();
         let (upper, work, target) = (p.upper.clone(), p.work.clone(), p.rootfs.clone());
@@ -259,7 +335,12 @@ impl NativeProvider {
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
             pids_limit: self.inner.config.pids_limit,
-            network: self.inner.config.network,
+            network: match (&netns, network.mode) {
+                (Some((path, _)), _) => spec::SpecNetwork::Join(path),
+                (None, NetworkMode::Host) => spec::SpecNetwork::Host,
+                (None, _) => spec::SpecNetwork::Private,
+            },
+            resolv_conf: netns.as_ref().map(|(_, resolv)| resolv.as_path()),
             seccomp: self.inner.config.seccomp,
             env: image.config.env.clone(),
             workdir: image.config.workdir.clone().filter(|w| !w.is_empty()),
@@ -362,6 +443,8 @@ impl NativeProvider {
             }
             init::Stopped::Unknown => runtime.delete(id.as_str(), true).await?,
         }
+        // No process holds the namespace any more.
+        self.inner.egress.detach(id, &p.dir).await?;
         let (rootfs, dir, sid) = (p.rootfs.clone(), p.dir.clone(), id.to_string());
         tokio::task::spawn_blocking(move || -> Result<(), ProviderError> {
             let id = sid.as_str();
@@ -548,6 +631,12 @@ impl Provider for NativeProvider {
     fn capabilities(&self) -> Vec<Capability> {
         let mut caps = crate::capabilities::container();
         caps.push(Capability::Pause);
+        if self.mode_support(NetworkMode::Allow).is_ok() {
+            caps.push(Capability::NetworkAllow);
+        }
+        if self.mode_support(NetworkMode::Host).is_ok() {
+            caps.push(Capability::NetworkHost);
+        }
         caps
     }
 
@@ -557,9 +646,14 @@ impl Provider for NativeProvider {
 
     fn config_summary(&self) -> serde_json::Value {
         let c = &self.inner.config;
+        let modes: Vec<NetworkMode> = [NetworkMode::None, NetworkMode::Allow, NetworkMode::Host]
+            .into_iter()
+            .filter(|m| self.mode_support(*m).is_ok())
+            .collect();
         serde_json::json!({
             "runtime": c.runtime,
             "network": c.network,
+            "network_modes": modes,
             "pids_limit": c.pids_limit,
             "seccomp": c.seccomp,
             "hybrid_cgroup_workaround": self.inner.runtime.hidden_mount().is_some(),
@@ -695,6 +789,15 @@ impl Provider for NativeProvider {
         if recorded.is_empty() {
             return Ok(Some(Vec::new()));
         }
+        // After a restart: links of mode `allow` get their rules and
+        // proxies back before anything else touches them.
+        if recorded
+            .iter()
+            .any(|(_, m)| m.network.mode == NetworkMode::Allow)
+            && let Err(e) = self.inner.egress.ensure_ready().await
+        {
+            tracing::warn!(error = %ErrorChain(&e), "restoring the egress of mode allow sandboxes");
+        }
         let states: BTreeMap<String, String> = self
             .inner
             .runtime
@@ -720,9 +823,45 @@ impl Provider for NativeProvider {
         Ok(Some(out))
     }
 
+    async fn network(&self, id: &SandboxId) -> Result<NetworkPolicy, ProviderError> {
+        let p = self.live(id)?;
+        let meta = blocking(move || Ok(read_meta(&p.meta))).await?;
+        Ok(meta.map(|m| m.network).unwrap_or_default())
+    }
+
+    async fn set_network(
+        &self,
+        id: &SandboxId,
+        policy: &NetworkPolicy,
+    ) -> Result<(), ProviderError> {
+        let p = self.live(id)?;
+        let meta_path = p.meta.clone();
+        let Some(mut meta) = blocking(move || Ok(read_meta(&meta_path))).await? else {
+            return Err(self.inner.marks.gone(id));
+        };
+        if &meta.network == policy {
+            return Ok(());
+        }
+        if meta.network.mode != NetworkMode::Allow || policy.mode != NetworkMode::Allow {
+            return Err(ProviderError::InvalidInput(format!(
+                "sandbox {id}: a running sandbox keeps its network mode ({:?}); only the entries of mode \"allow\" can change",
+                meta.network.mode.as_str()
+            )));
+        }
+        self.inner.egress.update(id, &p.dir, policy).await?;
+        meta.network = policy.clone();
+        let meta_path = p.meta.clone();
+        blocking(move || write_meta(&meta_path, &meta)).await
+    }
+
     async fn resource_usage(&self, id: &SandboxId) -> Result<Option<ResourceUsage>, ProviderError> {
         self.live(id)?;
-        Ok(cgroup::usage(&cgroup::path_for(id.as_str())))
+        // Three small cgroup reads, but a cgroup file can block on a busy
+        // kernel lock: keep them off the async workers like other file work.
+        let rel = cgroup::path_for(id.as_str());
+        tokio::task::spawn_blocking(move || cgroup::usage(&rel))
+            .await
+            .map_err(|e| ProviderError::internal("cannot read the sandbox's cgroup", e))
     }
 }
 

@@ -14,7 +14,6 @@ use oci_spec::runtime::{
     UserBuilder, get_default_mounts,
 };
 
-use super::config::NetworkMode;
 use super::seccomp;
 
 /// Where the agent binary appears inside the sandbox.
@@ -37,6 +36,17 @@ pub enum AgentListen<'a> {
     /// host one). The host never follows a link placed there.
     SocketDir(&'a Path),
 }
+/// The network namespace of a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecNetwork<'a> {
+    /// A new one from the runtime: loopback only.
+    Private,
+    /// The host's.
+    Host,
+    /// One prepared by us (network mode `allow`), joined by path.
+    Join(&'a Path),
+}
+
 /// CPU quota period (µs); the quota is `vcpus` periods.
 const CPU_PERIOD: u64 = 100_000;
 
@@ -53,7 +63,10 @@ pub struct SpecInput<'a> {
     pub memory_mb: u32,
     pub vcpus: u32,
     pub pids_limit: u32,
-    pub network: NetworkMode,
+    pub network: SpecNetwork<'a>,
+    /// Bound read-only over `/etc/resolv.conf` (network mode `allow`: the
+    /// StacyVM resolver).
+    pub resolv_conf: Option<&'a Path>,
     pub seccomp: bool,
     /// `KEY=VALUE` pairs from the image.
     pub env: Vec<String>,
@@ -146,6 +159,22 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
         .build()?;
 
     let mut mounts: Vec<Mount> = get_default_mounts();
+    if let Some(resolv) = input.resolv_conf {
+        mounts.push(
+            MountBuilder::default()
+                .destination("/etc/resolv.conf")
+                .typ("bind")
+                .source(resolv)
+                .options(vec![
+                    "bind".into(),
+                    "ro".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "noexec".into(),
+                ])
+                .build()?,
+        );
+    }
     mounts.push(
         MountBuilder::default()
             .destination(AGENT_IN_SANDBOX)
@@ -176,13 +205,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
         );
     }
 
-    let namespaces: Vec<LinuxNamespace> = [
+    let mut namespaces: Vec<LinuxNamespace> = [
         Some(LinuxNamespaceType::Pid),
         Some(LinuxNamespaceType::Mount),
         Some(LinuxNamespaceType::Ipc),
         Some(LinuxNamespaceType::Uts),
         Some(LinuxNamespaceType::Cgroup),
-        (input.network == NetworkMode::None).then_some(LinuxNamespaceType::Network),
+        (input.network == SpecNetwork::Private).then_some(LinuxNamespaceType::Network),
     ]
     .into_iter()
     .flatten()
@@ -192,6 +221,12 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, OciSpecError> {
         ns
     })
     .collect();
+    if let SpecNetwork::Join(path) = input.network {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(LinuxNamespaceType::Network);
+        ns.set_path(Some(path.to_path_buf()));
+        namespaces.push(ns);
+    }
 
     let mem = i64::from(input.memory_mb.max(8)) * 1024 * 1024;
     let resources = LinuxResourcesBuilder::default()
@@ -257,7 +292,8 @@ mod tests {
             memory_mb: 64,
             vcpus: 1,
             pids_limit: 32,
-            network: NetworkMode::None,
+            network: SpecNetwork::Private,
+            resolv_conf: None,
             seccomp: true,
             env: Vec::new(),
             workdir: None,
@@ -303,6 +339,38 @@ mod tests {
             ["nosuid", "nodev", "noexec"]
                 .iter()
                 .all(|o| opts.iter().any(|x| x == o))
+        );
+    }
+
+    #[test]
+    fn network_namespace_is_new_absent_or_joined() {
+        let net = |spec: &Spec| -> Option<LinuxNamespace> {
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .namespaces()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|n| n.typ() == LinuxNamespaceType::Network)
+                .cloned()
+        };
+        let private = build(&input(AgentListen::Fd, false)).unwrap();
+        assert_eq!(net(&private).unwrap().path(), &None);
+        let host = build(&SpecInput {
+            network: SpecNetwork::Host,
+            ..input(AgentListen::Fd, false)
+        })
+        .unwrap();
+        assert!(net(&host).is_none());
+        let joined = build(&SpecInput {
+            network: SpecNetwork::Join(Path::new("/run/netns/stacyvm-sb-1")),
+            ..input(AgentListen::Fd, false)
+        })
+        .unwrap();
+        assert_eq!(
+            net(&joined).unwrap().path().as_deref(),
+            Some(Path::new("/run/netns/stacyvm-sb-1"))
         );
     }
 }

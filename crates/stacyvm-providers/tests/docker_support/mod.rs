@@ -71,6 +71,7 @@ pub fn spawn_spec(id: &SandboxId) -> SpawnSpec {
         vcpus: 1,
         metadata: BTreeMap::from([("purpose".into(), "test".into())]),
         labels: BTreeMap::from([("owner".into(), "tester".into())]),
+        network: None,
     }
 }
 

@@ -166,6 +166,7 @@ pub fn spawn_spec(id: &SandboxId) -> SpawnSpec {
         vcpus: 1,
         metadata: Default::default(),
         labels: [("owner".to_string(), "test".to_string())].into(),
+        network: None,
     }
 }
 

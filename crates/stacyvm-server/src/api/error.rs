@@ -42,6 +42,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// Adds a `Retry-After` to the reply.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
     pub fn payload_too_large(limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -110,12 +120,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            StoreError::Unavailable(_) => ApiError::internal(
-                "unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &e,
-                "the store is unavailable",
-            ),
+            // The same answer as while the store watch knows it is away.
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "request failed: store unavailable");
+                super::store_gate::not_ready()
+            }
             StoreError::Corrupt(_) => ApiError::internal(
                 "internal",
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,11 +9,15 @@ mod events;
 mod exec;
 mod extract;
 mod files;
+mod keys;
 pub mod model;
+mod network;
+mod nodes;
 mod openapi;
 mod pause;
 mod providers;
 mod sandboxes;
+mod store_gate;
 mod system;
 mod templates;
 
@@ -42,6 +46,10 @@ use crate::manager::Manager;
 pub struct AppState {
     pub manager: Manager,
     pub auth: Arc<AuthSettings>,
+    /// Stored API keys (verified by the auth middleware, managed by `/keys`).
+    pub keys: crate::keys::Keyring,
+    /// Cluster forwarding (a node with `cluster.secret`); `None` otherwise.
+    pub forwarder: Option<Arc<crate::cluster::forward::Forwarder>>,
 }
 
 /// HTTP settings of the router.
@@ -65,6 +73,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pause::resume))
         .routes(routes!(pause::hibernate))
         .routes(routes!(sandboxes::logs))
+        .routes(routes!(network::get, network::put))
         .routes(routes!(exec::exec))
         .routes(routes!(exec::exec_ws))
         .routes(routes!(
@@ -88,6 +97,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(providers::list))
         .routes(routes!(providers::test))
         .routes(routes!(providers::get))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::get))
+        .routes(routes!(nodes::drain))
         .routes(routes!(system::health))
         .routes(routes!(system::live))
         .routes(routes!(system::ready))
@@ -115,6 +129,14 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::forward,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            store_gate::require_store,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(usize::try_from(max_body).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn(move |req, next| {

@@ -35,6 +35,7 @@ use super::model::{ErrorBody, Event, StreamRecord, WsClientMessage, WsServerMess
         (name = "files", description = "Files in a sandbox"),
         (name = "templates", description = "Named spawn presets"),
         (name = "providers", description = "Isolation backends"),
+        (name = "nodes", description = "Cluster nodes (cluster mode)"),
         (name = "system", description = "Probes, metrics, diagnostics, events"),
     )
 )]

@@ -1,7 +1,7 @@
 //! System endpoints: health, liveness, readiness, metrics (JSON and
 //! Prometheus), diagnostics, pool status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,8 +13,9 @@ use stacyvm_store::SandboxFilter;
 use super::AppState;
 use super::error::ApiResult;
 use super::model::{
-    AuthSummary, BuildInfo, Diagnostics, LimitsSummary, MetricsResponse, PoolStatus,
-    ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
+    AuthSummary, BuildInfo, ClusterSummary, Diagnostics, LimitsSummary, MetricsResponse, NodeLease,
+    NodeReadiness, PoolStatus, ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts,
+    ServerStatus, StoreHealth,
 };
 use crate::obs;
 
@@ -55,22 +56,13 @@ pub async fn live(State(app): State<AppState>) -> Json<ServerStatus> {
 
 /// Store health and latency, measured now.
 async fn store_health(app: &AppState) -> StoreHealth {
-    let started = Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(3), app.manager.store().ping()).await;
-    let latency_ms = started.elapsed().as_millis() as u64;
-    let error = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("store ping timed out".to_string()),
-    };
-    if let Some(e) = &error {
-        tracing::warn!(error = %e, "store unhealthy");
-    }
+    let result = app.manager.check_store().await;
     StoreHealth {
-        healthy: error.is_none(),
-        latency_ms,
+        healthy: result.is_ok(),
+        latency_ms: result.as_ref().map_or(0, |d| d.as_millis() as u64),
         driver: app.manager.store().driver().to_string(),
-        error: error.map(|_| "store did not answer".to_string()),
+        // The detail may name a host; it went to the log.
+        error: result.err().map(|_| "store did not answer".to_string()),
     }
 }
 
@@ -88,7 +80,18 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     let store = store_health(&app).await;
     let providers = app.manager.provider_health();
     let ready_providers = providers.iter().filter(|p| p.healthy).count() as u64;
-    let ok = store.healthy && ready_providers > 0;
+    let node = app.manager.local_node().map(|id| {
+        let record = app.manager.local_node_record();
+        NodeReadiness {
+            id: id.to_string(),
+            state: record.as_ref().map(|n| n.state),
+            registered: record.is_some(),
+        }
+    });
+    let node_ok = node
+        .as_ref()
+        .is_none_or(|n| n.registered && n.state != Some(stacyvm_core::NodeState::Lost));
+    let ok = store.healthy && ready_providers > 0 && node_ok;
     let body = ReadyResponse {
         status: if ok { "ready" } else { "not_ready" }.to_string(),
         version: VERSION.to_string(),
@@ -97,6 +100,7 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         total_providers: providers.len() as u64,
         store,
         providers,
+        node,
     };
     let status = if ok {
         StatusCode::OK
@@ -155,6 +159,34 @@ pub async fn metrics(State(app): State<AppState>) -> Json<MetricsResponse> {
         events: app.manager.events().stats(),
         operations: app.manager.metrics().snapshot(),
         destroys: app.manager.destroy_stats(),
+        cluster: cluster_summary(&app).await,
+    })
+}
+
+/// Nodes and their leases, and this node's forwarding figures.
+async fn cluster_summary(app: &AppState) -> Option<ClusterSummary> {
+    let node_id = app.manager.local_node()?.to_string();
+    let now = chrono::Utc::now();
+    let nodes = match app.manager.nodes().await {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list nodes");
+            Vec::new()
+        }
+    };
+    Some(ClusterSummary {
+        node_id,
+        nodes: nodes
+            .into_iter()
+            .map(|n| NodeLease {
+                heartbeat_age_ms: (now - n.last_heartbeat).num_milliseconds(),
+                lease_remaining_ms: (n.lease_expires_at - now).num_milliseconds(),
+                id: n.id,
+                state: n.state,
+                sandboxes: n.sandboxes,
+            })
+            .collect(),
+        forwarding: app.forwarder.as_ref().map(|f| f.stats()),
     })
 }
 
@@ -181,7 +213,8 @@ pub async fn prometheus(State(app): State<AppState>) -> ApiResult<Response> {
         sandbox_resources: app.manager.sandbox_resources(),
         destroys: app.manager.destroy_stats(),
     };
-    match obs::prometheus::render(snapshot) {
+    let options = obs::PrometheusOptions::default();
+    match obs::prometheus::render_on_node(snapshot, options, app.manager.local_node()) {
         Ok(text) => Ok((
             [(header::CONTENT_TYPE, obs::prometheus::CONTENT_TYPE)],
             text,
@@ -241,6 +274,7 @@ pub async fn diagnostics(State(app): State<AppState>) -> Json<Diagnostics> {
         ]
         .map(str::to_string)
         .to_vec(),
+        cluster: cluster_summary(&app).await,
     })
 }
 

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use stacyvm_core::{ErrorChain, EventType, GoDuration, OwnerId, Sandbox, SandboxId, SandboxState};
+use stacyvm_core::{
+    Capability, ErrorChain, EventType, GoDuration, NetworkMode, NetworkPolicy, OwnerId, Sandbox,
+    SandboxId, SandboxState,
+};
 use stacyvm_providers::{ProviderError, SpawnSpec};
 use stacyvm_store::{
     Admission, AdmissionLimits, SandboxFilter, ScopeLimits, StoreError, Usage, UsageScope,
@@ -28,6 +31,8 @@ struct Resolved {
     owner: Option<OwnerId>,
     template: Option<String>,
     metadata: BTreeMap<String, String>,
+    /// `None`: the provider's default.
+    network: Option<NetworkPolicy>,
 }
 
 /// Labels recorded on a runtime so it can be re-adopted after a restart.
@@ -137,7 +142,18 @@ impl Manager {
                 l.max_ttl
             )));
         }
+        let network = match &req.network {
+            Some(policy) => {
+                policy
+                    .compile()
+                    .map_err(|e| ManagerError::BadRequest(e.to_string()))?;
+                self.check_network_mode(&provider, policy.mode)?;
+                Some(policy.clone())
+            }
+            None => None,
+        };
         Ok(Resolved {
+            network,
             image,
             provider,
             memory_mb,
@@ -147,6 +163,74 @@ impl Manager {
             template: template.map(|t| t.name),
             metadata,
         })
+    }
+
+    /// Refuses a network mode the provider does not list among its
+    /// capabilities, before anything is admitted or created.
+    fn check_network_mode(&self, provider: &str, mode: NetworkMode) -> Result<(), ManagerError> {
+        let needed = match mode {
+            NetworkMode::None => return Ok(()),
+            NetworkMode::Allow => Capability::NetworkAllow,
+            NetworkMode::Host => Capability::NetworkHost,
+        };
+        if self.provider(provider)?.capabilities().contains(&needed) {
+            return Ok(());
+        }
+        Err(ManagerError::BadRequest(format!(
+            "provider {provider} does not offer network mode {:?} here (its capabilities lack {needed}; see docs/network.md)",
+            mode.as_str()
+        )))
+    }
+
+    /// The egress policy sandbox `id` runs under, as its provider enforces it.
+    pub async fn network(&self, id: &SandboxId) -> Result<NetworkPolicy, ManagerError> {
+        let sb = self.get(id).await?;
+        if !sb.state.is_active() || sb.state == SandboxState::Destroying {
+            return Err(ManagerError::NotFound(format!("sandbox {id}")));
+        }
+        let provider = self.provider(&sb.provider)?.clone();
+        provider.network(id).await.map_err(|e| match e {
+            ProviderError::NotFound(_) | ProviderError::Destroyed(_) => {
+                ManagerError::NotFound(format!("sandbox {id}"))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// Changes the egress policy of running sandbox `id`; returns the
+    /// policy now in force.
+    pub async fn set_network(
+        &self,
+        id: &SandboxId,
+        policy: &NetworkPolicy,
+    ) -> Result<NetworkPolicy, ManagerError> {
+        policy
+            .compile()
+            .map_err(|e| ManagerError::BadRequest(e.to_string()))?;
+        let sb = self.get(id).await?;
+        if !sb.state.is_active() || sb.state == SandboxState::Destroying {
+            return Err(ManagerError::NotFound(format!("sandbox {id}")));
+        }
+        if sb.state != SandboxState::Running {
+            return Err(ManagerError::Conflict(format!(
+                "sandbox {id} is {}, not running",
+                sb.state
+            )));
+        }
+        let provider = self.provider(&sb.provider)?.clone();
+        let started = std::time::Instant::now();
+        provider
+            .set_network(id, policy)
+            .await
+            .map_err(|e| match e {
+                ProviderError::NotFound(_) | ProviderError::Destroyed(_) => {
+                    ManagerError::NotFound(format!("sandbox {id}"))
+                }
+                ProviderError::InvalidInput(m) => ManagerError::BadRequest(m),
+                other => other.into(),
+            })?;
+        tracing::info!(sandbox_id = %id, mode = %policy.mode, elapsed_ms = started.elapsed().as_millis() as u64, "network policy changed");
+        Ok(policy.clone())
     }
 
     /// The store-level limits of a spawn (`defaults.max_sandboxes`,
@@ -262,7 +346,7 @@ impl Manager {
             preview_domain: self.inner.preview_domain.clone(),
             template: r.template.clone(),
             error: None,
-            node_id: None,
+            node_id: self.local_node().map(str::to_string),
         };
         let sandbox = match self
             .inner
@@ -289,14 +373,18 @@ impl Manager {
             Some(&sandbox.id),
             json!({"provider": sandbox.provider, "image": sandbox.image, "owner_id": sandbox.owner_id}),
         );
-        self.start_runtime(sandbox).await
+        self.start_runtime(sandbox, r.network).await
     }
 
     /// Creates the runtime of an admitted `creating` record and records the
     /// outcome: `running` (the spawn's second and last store write), or,
     /// when the provider fails, nothing at all once the provider has cleaned
     /// up (the error reply and a `sandbox.error` event report it).
-    pub(crate) async fn start_runtime(&self, sandbox: Sandbox) -> Result<Sandbox, ManagerError> {
+    pub(crate) async fn start_runtime(
+        &self,
+        sandbox: Sandbox,
+        network: Option<NetworkPolicy>,
+    ) -> Result<Sandbox, ManagerError> {
         let _busy = self.busy(&sandbox.id);
         let provider = self.provider(&sandbox.provider)?.clone();
         let spec = SpawnSpec {
@@ -306,6 +394,7 @@ impl Manager {
             vcpus: sandbox.vcpus,
             metadata: sandbox.metadata.clone(),
             labels: runtime_labels(&sandbox),
+            network,
         };
         let started = Instant::now();
         let result = provider.spawn(&spec).await;
@@ -487,6 +576,25 @@ impl Manager {
         let sb = self.get(id).await?;
         if sb.state == SandboxState::Destroyed {
             return Err(ManagerError::NotFound(format!("sandbox {id}")));
+        }
+        if self.foreign_node(&sb).is_some() {
+            if sb.state.is_active() {
+                self.ensure_local(&sb)?;
+            }
+            // No runtime is wanted any more (its node was lost): only the
+            // record goes; the node destroys the runtime when it returns.
+            let done = self
+                .inner
+                .store
+                .transition(id, &[sb.state], SandboxState::Destroyed, None)
+                .await?
+                .ok_or_else(|| ManagerError::Conflict(format!("sandbox {id} changed meanwhile")))?;
+            self.publish(
+                EventType::SandboxDestroyed,
+                Some(id),
+                json!({"provider": done.provider, "reason": "record of a lost node"}),
+            );
+            return Ok(done);
         }
         self.teardown(sb, None).await
     }

@@ -116,17 +116,17 @@ impl Manager {
             RuntimeStatus::Missing => "the sandbox's runtime is gone",
             _ => "the sandbox's runtime is not running",
         };
-        let moved = self
-            .inner
-            .store
-            .transition(
-                &sb.id,
-                &[SandboxState::Running],
+        if !self
+            .moved(
+                sb,
+                SandboxState::Running,
                 SandboxState::Unhealthy,
                 Some(reason),
             )
-            .await;
-        let Ok(Some(_)) = moved else { return false };
+            .await
+        {
+            return false;
+        }
         tracing::warn!(sandbox_id = %sb.id, provider = %sb.provider, reason, "sandbox unhealthy");
         self.publish(
             EventType::SandboxError,
@@ -137,17 +137,12 @@ impl Manager {
     }
 
     async fn mark_recovered(&self, sb: &Sandbox) -> bool {
-        let moved = self
-            .inner
-            .store
-            .transition(
-                &sb.id,
-                &[SandboxState::Unhealthy],
-                SandboxState::Running,
-                None,
-            )
-            .await;
-        let Ok(Some(_)) = moved else { return false };
+        if !self
+            .moved(sb, SandboxState::Unhealthy, SandboxState::Running, None)
+            .await
+        {
+            return false;
+        }
         tracing::info!(sandbox_id = %sb.id, provider = %sb.provider, "sandbox running again");
         self.publish(
             EventType::SandboxRunning,
@@ -155,6 +150,23 @@ impl Manager {
             json!({"operation": "liveness", "provider": sb.provider, "reason": "runtime running again"}),
         );
         true
+    }
+
+    /// Moves `sb` from `from` to `to` in the store; false when it was no
+    /// longer in `from` (another caller got there first) or the store failed.
+    async fn moved(
+        &self,
+        sb: &Sandbox,
+        from: SandboxState,
+        to: SandboxState,
+        reason: Option<&str>,
+    ) -> bool {
+        let moved = self
+            .inner
+            .store
+            .transition(&sb.id, &[from], to, reason)
+            .await;
+        matches!(moved, Ok(Some(_)))
     }
 }
 

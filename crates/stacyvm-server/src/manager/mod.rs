@@ -13,8 +13,10 @@ mod health;
 mod lifecycle;
 mod liveness;
 mod pause;
+mod nodes;
 mod reaper;
 mod reconcile;
+mod store_watch;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,7 @@ pub use error::ManagerError;
 pub use exec::{ExecResult, ExecStreamHandle, InteractiveRequest};
 pub use health::{HealthCache, check_provider};
 pub use liveness::LivenessReport;
+pub use nodes::NodeSettings;
 pub use reconcile::ReconcileReport;
 // The wire types the manager takes and returns (defined with the rest of
 // the contract in `api::model`).
@@ -60,6 +63,8 @@ pub struct ManagerOptions {
     pub health_interval: Duration,
     pub reaper_interval: Duration,
     pub preview_domain: Option<String>,
+    /// This server as a cluster node; `None` on a single host.
+    pub node: Option<NodeSettings>,
 }
 
 /// Cheap-clone handle to the orchestrator.
@@ -87,9 +92,13 @@ struct Inner {
     liveness: liveness::Liveness,
     /// Serializes pause and resume of each sandbox.
     pause_locks: pause::PauseLocks,
+    /// Whether the store answered its last ping.
+    store_watch: store_watch::StoreWatch,
     /// The cluster node this server is (`None` on a single host): it
     /// expires and reconciles only that node's sandboxes.
     node_id: Option<String>,
+    /// This server's node record and settings (cluster mode).
+    local_node: Option<nodes::LocalNode>,
     /// Wakes the reaper when an expiry moves earlier.
     reaper_wake: Notify,
     health_interval: Duration,
@@ -132,7 +141,9 @@ impl Manager {
                 reaping: reaper::Reaping::default(),
                 liveness: liveness::Liveness::default(),
                 pause_locks: pause::PauseLocks::default(),
-                node_id: None,
+                store_watch: store_watch::StoreWatch::default(),
+                node_id: opts.node.as_ref().map(|n| n.id.clone()),
+                local_node: opts.node.map(nodes::LocalNode::new),
                 reaper_wake: Notify::new(),
                 health_interval: opts.health_interval,
                 reaper_interval: opts.reaper_interval,
@@ -179,12 +190,15 @@ impl Manager {
             .ok_or_else(|| ManagerError::NotFound(format!("provider {name}")))
     }
 
-    /// Starts the background tasks (TTL reaper, health prober). They stop
+    /// Starts the background tasks (TTL reaper, health prober, store
+    /// watch). They stop
     /// when [`Manager::shutdown`] is called.
     pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(self.clone().reaper_loop()),
             tokio::spawn(self.clone().health_loop()),
+            tokio::spawn(self.clone().store_watch_loop()),
+            tokio::spawn(self.clone().heartbeat_loop()),
         ]
     }
 
@@ -274,6 +288,7 @@ impl Manager {
                 )));
             }
         }
+        self.ensure_local(&sb)?;
         let provider = self
             .inner
             .providers
@@ -286,6 +301,28 @@ impl Manager {
                 ))
             })?;
         Ok((sb, provider))
+    }
+}
+
+impl Manager {
+    /// The other cluster node that runs `sb`, if it is not this one.
+    pub fn foreign_node<'a>(&self, sb: &'a Sandbox) -> Option<&'a str> {
+        match (self.local_node(), sb.node_id.as_deref()) {
+            (Some(local), Some(owner)) if local != owner => Some(owner),
+            _ => None,
+        }
+    }
+
+    /// Refuses to touch the runtime of a sandbox another node runs: its
+    /// provider is there, not here.
+    fn ensure_local(&self, sb: &Sandbox) -> Result<(), ManagerError> {
+        match self.foreign_node(sb) {
+            Some(owner) => Err(ManagerError::Conflict(format!(
+                "sandbox {} runs on node {owner}; send the request to that node",
+                sb.id
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -155,7 +155,29 @@ impl Manager {
                 }
             }
             for rt in running.values() {
+                if let Some(sb) = persisted.iter().find(|s| s.id == rt.id)
+                    && sb.state == SandboxState::Error
+                    && sb.error.as_deref() == Some(super::nodes::NODE_LOST)
+                {
+                    // The cluster gave it up while this node was lost: its
+                    // runtime must not run on (no sandbox runs twice).
+                    let _ = provider.destroy(&rt.id).await;
+                    self.reconcile_event(sb, "destroyed", "node was lost; the cluster gave it up");
+                    report.destroyed += 1;
+                    continue;
+                }
                 if known.contains(rt.id.as_str()) {
+                    continue;
+                }
+                if self.local_node().is_some()
+                    && let Ok(sb) = self.inner.store.get_sandbox(&rt.id).await
+                {
+                    // On a cluster a record this node does not hold as
+                    // active (destroyed by a survivor, or another node's)
+                    // means the runtime is no longer wanted here.
+                    let _ = provider.destroy(&rt.id).await;
+                    self.reconcile_event(&sb, "destroyed", "the cluster no longer wants it here");
+                    report.destroyed += 1;
                     continue;
                 }
                 if !matches!(rt.status, RuntimeStatus::Running | RuntimeStatus::Paused) {

@@ -82,8 +82,25 @@ pub fn render_with(
     snapshot: ScrapeSnapshot,
     options: PrometheusOptions,
 ) -> Result<String, fmt::Error> {
+    render_on_node(snapshot, options, None)
+}
+
+/// Like [`render_with`]; on a cluster node every series also carries a
+/// `node` label with the node's id, so one Prometheus scraping every node
+/// tells their series apart (a single host keeps its series unchanged).
+pub fn render_on_node(
+    snapshot: ScrapeSnapshot,
+    options: PrometheusOptions,
+    node: Option<&str>,
+) -> Result<String, fmt::Error> {
     let estimate = 4096 + snapshot.operations.len() * 3000 + snapshot.sandbox_resources.len() * 300;
-    let mut registry = Registry::default();
+    let mut registry = match node {
+        Some(id) => Registry::with_labels(std::iter::once((
+            std::borrow::Cow::Borrowed("node"),
+            std::borrow::Cow::Owned(id.to_string()),
+        ))),
+        None => Registry::default(),
+    };
     registry.register_collector(Box::new(ScrapeCollector { snapshot, options }));
     let mut out = String::with_capacity(estimate);
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;

@@ -35,6 +35,7 @@ pub fn limits() -> DefaultsConfig {
         max_memory_mb: 0,
         max_vcpus: 0,
         max_exec_output_bytes: 1024 * 1024,
+        ..DefaultsConfig::default()
     }
 }
 
@@ -60,6 +61,7 @@ pub async fn fixture_with(
         health_interval: Duration::from_secs(3600),
         reaper_interval: Duration::from_secs(3600),
         preview_domain: None,
+        node: None,
     })
     .unwrap();
     manager.refresh_health().await;
@@ -113,5 +115,6 @@ pub fn spec(sb: &stacyvm_core::Sandbox) -> stacyvm_providers::SpawnSpec {
         vcpus: sb.vcpus,
         metadata: Default::default(),
         labels: Default::default(),
+        network: None,
     }
 }

@@ -82,6 +82,17 @@ async fn conformance_postgres() {
     scratch.drop_schema().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_conformance_postgres() {
+    let Some(scratch) = Scratch::new().await else {
+        return;
+    };
+    let store = scratch.store().await;
+    crate::cluster_conformance::run_all(Arc::new(store.clone())).await;
+    store.close().await;
+    scratch.drop_schema().await;
+}
+
 #[tokio::test]
 async fn postgres_data_survives_reconnecting() {
     let Some(scratch) = Scratch::new().await else {

@@ -13,6 +13,7 @@
 pub mod errors;
 mod exec;
 mod files;
+mod keys;
 mod sandboxes;
 mod system;
 mod templates;
@@ -25,6 +26,7 @@ pub use files::{
     ChmodRequest, DeleteFileQuery, FileModeValue, FilePathQuery, GlobQuery, ListFilesQuery,
     MoveRequest, WriteFileQuery, WriteFileRequest,
 };
+pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, ListKeysQuery};
 pub use sandboxes::{
     AdmissionDecision, ExtendRequest, ListSandboxesQuery, LogsQuery, PruneResponse, ResourceUsage,
     SandboxDetail, SpawnRequest,
@@ -34,9 +36,9 @@ pub use stacyvm_core::{
     Sandbox, SandboxId, SandboxState, Template,
 };
 pub use system::{
-    AuthSummary, BuildInfo, Diagnostics, EventStreamItem, EventsQuery, LimitsSummary,
-    MetricsResponse, PoolStatus, ProviderDetail, ProviderSummary, QuotaSummary, ReadyResponse,
-    SandboxCounts, ServerStatus, StoreHealth,
+    AuthSummary, BuildInfo, ClusterSummary, Diagnostics, EventStreamItem, EventsQuery,
+    LimitsSummary, MetricsResponse, NodeLease, NodeReadiness, PoolStatus, ProviderDetail,
+    ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts, ServerStatus, StoreHealth,
 };
 pub use templates::{TemplateRequest, TemplateSpawnRequest};
 
@@ -46,7 +48,8 @@ pub use templates::{TemplateRequest, TemplateSpawnRequest};
 pub struct ErrorBody {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `timeout`, `conflict`, `payload_too_large`,
-    /// `resource_limit`, `internal`, `provider_error` or `unavailable`.
+    /// `resource_limit`, `internal`, `provider_error`, `unavailable` or
+    /// `not_ready` (the store is away; retry).
     #[schema(example = "not_found")]
     pub code: String,
     #[schema(example = "sandbox sb-a1b2c3d4 not found")]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stacyvm_core::{GoDuration, Sandbox};
+use stacyvm_core::{GoDuration, NetworkPolicy, Sandbox};
 use utoipa::{IntoParams, ToSchema};
 
 /// Body of `POST /sandboxes` and `POST /sandboxes/admission`; every field
@@ -23,6 +23,10 @@ pub struct SpawnRequest {
     /// Spawn from this template (its values are the defaults).
     pub template: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Egress policy; default: the provider's configured default (mode
+    /// `none` unless the server is configured otherwise). A provider that
+    /// cannot give exactly this refuses the spawn with 400.
+    pub network: Option<NetworkPolicy>,
 }
 
 /// Body of `POST /sandboxes/{id}/extend`: new expiry = now + `ttl`.

@@ -31,6 +31,20 @@ pub struct ReadyResponse {
     pub total_providers: u64,
     pub store: StoreHealth,
     pub providers: Vec<ProviderHealth>,
+    /// This server as a cluster node; absent on a single host. A node is
+    /// ready only while registered and not `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeReadiness>,
+}
+
+/// The `node` object of `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeReadiness {
+    pub id: String,
+    /// `ready`, `draining` or `lost`; absent before registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<stacyvm_core::NodeState>,
+    pub registered: bool,
 }
 
 /// The store's health, measured on the request.
@@ -77,6 +91,32 @@ pub struct MetricsResponse {
     pub operations: Vec<OperationSnapshot>,
     /// Failed destroys and the reaper's retries of them.
     pub destroys: DestroyStats,
+    /// Cluster mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
+}
+
+/// The `cluster` section of `/metrics` and `/diagnostics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterSummary {
+    /// This node.
+    pub node_id: String,
+    pub nodes: Vec<NodeLease>,
+    /// Absent when `cluster.secret` is not set (no forwarding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<crate::cluster::forward::ForwardStats>,
+}
+
+/// A node's lease as this node sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeLease {
+    pub id: String,
+    pub state: stacyvm_core::NodeState,
+    pub sandboxes: u64,
+    /// Since its last heartbeat.
+    pub heartbeat_age_ms: i64,
+    /// Until its lease lapses (negative: lapsed).
+    pub lease_remaining_ms: i64,
 }
 
 /// Build facts of the running binary.
@@ -125,6 +165,9 @@ pub struct Diagnostics {
     pub operations: Vec<OperationSnapshot>,
     /// What was left out.
     pub redactions: Vec<String>,
+    /// Cluster mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
 }
 
 /// `GET /providers/{name}`.
