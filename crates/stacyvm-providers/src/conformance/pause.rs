@@ -12,7 +12,7 @@ use crate::{RuntimeStatus, StreamOptions};
 const TICKS_PER_SEC: u64 = 10;
 
 async fn ticks(h: &Harness, id: &stacyvm_core::SandboxId) -> u64 {
-    let out = sh_ok(h, id, "/tmp/pause", "cat ticks 2>/dev/null | wc -l").await;
+    let out = sh_ok(h, id, "/tmp", "cat pause-ticks 2>/dev/null | wc -l").await;
     out.trim().parse().unwrap_or(0)
 }
 
@@ -32,11 +32,11 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
             );
             return;
         }
-        let counter = "while true; do echo x >> ticks; sleep 0.1; done";
+        let counter = "while true; do echo x >> pause-ticks; sleep 0.1; done";
         let session = p
             .exec_stream(
                 &id,
-                &spec(&["/bin/sh", "-c", counter], "/tmp/pause", Duration::from_secs(300)),
+                &spec(&["/bin/sh", "-c", counter], "/tmp", Duration::from_secs(300)),
                 StreamOptions::default(),
             )
             .await
