@@ -85,4 +85,8 @@ pub struct ProviderHealth {
     pub capabilities: Vec<Capability>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_count: Option<u64>,
+    /// Capabilities the provider lacks on this host, each with why (e.g.
+    /// `hibernate`: CRIU does not work here).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unavailable: std::collections::BTreeMap<String, String>,
 }

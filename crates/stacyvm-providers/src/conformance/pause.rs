@@ -19,7 +19,8 @@ async fn ticks(h: &Harness, id: &stacyvm_core::SandboxId) -> u64 {
 /// A counter process keeps running across pause and resume, does not
 /// advance while paused, and advances again after; status and inventory
 /// say `Paused` meanwhile; pause and resume are idempotent. A provider
-/// without the capability answers `Unsupported`.
+/// without the capability answers `Unsupported`. A paused sandbox can be
+/// destroyed.
 pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
     let p = h.provider.clone();
     let name = p.name().to_string();
@@ -74,6 +75,17 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
             "[{name}] the same counter advances after resume: {after_pause} -> {later}"
         );
         drop(session);
+        // A paused sandbox can be destroyed (frozen tasks take no signal
+        // until thawed, so the provider must see to it).
+        p.pause(&id).await.unwrap_or_else(|e| panic!("[{name}] pause: {e}"));
+        p.destroy(&id)
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] destroy while paused: {e}"));
+        assert_eq!(
+            p.status(&id).await.expect("status"),
+            RuntimeStatus::Missing,
+            "[{name}] destroyed while paused"
+        );
     })
     .await;
 }

@@ -89,7 +89,7 @@ impl Provider for DockerProvider {
     }
 
     fn hibernate_unavailable(&self) -> Option<String> {
-        Some(crate::capabilities::HIBERNATE_UNAVAILABLE.to_string())
+        Some(crate::capabilities::hibernate_unavailable())
     }
 
     fn config_summary(&self) -> serde_json::Value {

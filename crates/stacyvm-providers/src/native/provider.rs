@@ -641,7 +641,7 @@ impl Provider for NativeProvider {
     }
 
     fn hibernate_unavailable(&self) -> Option<String> {
-        Some(crate::capabilities::HIBERNATE_UNAVAILABLE.to_string())
+        Some(crate::capabilities::hibernate_unavailable())
     }
 
     fn config_summary(&self) -> serde_json::Value {

@@ -78,6 +78,7 @@ impl Manager {
                 )));
             }
         }
+        self.ensure_local(&sb)?;
         let provider = self.pausing_provider(&sb)?;
         let started = Instant::now();
         let result = provider.pause(id).await;
@@ -137,6 +138,7 @@ impl Manager {
                 )));
             }
         }
+        self.ensure_local(&sb)?;
         let provider = self.pausing_provider(&sb)?;
         let started = Instant::now();
         let result = provider.resume(id).await;
