@@ -68,7 +68,11 @@ async fn a_paused_sandbox_stays_paused_across_a_provider_restart() {
     p.destroy(&id).await.unwrap();
     assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Missing);
     let rel = format!("/stacyvm/{id}");
-    assert!(cgroup_dirs(&rel).is_empty(), "cgroup left: {:?}", cgroup_dirs(&rel));
+    assert!(
+        cgroup_dirs(&rel).is_empty(),
+        "cgroup left: {:?}",
+        cgroup_dirs(&rel)
+    );
     assert!(p.inventory().await.unwrap().unwrap().is_empty());
 }
 

@@ -79,7 +79,9 @@ async fn pause_resume_state_events_and_counts() {
     assert_eq!(events_of(&s, &id, EventType::SandboxResumed).len(), 1);
 
     // Hibernate says why it cannot, with the provider's reason.
-    let (st, body) = s.post(&format!("/sandboxes/{id}/hibernate"), json!({})).await;
+    let (st, body) = s
+        .post(&format!("/sandboxes/{id}/hibernate"), json!({}))
+        .await;
     assert_error(st, &body, 501, "not_implemented");
     assert!(body["message"].as_str().unwrap().contains("mock"), "{body}");
     let (_, providers) = s.get("/providers").await;
@@ -116,7 +118,10 @@ async fn without_auto_resume_calls_on_a_paused_sandbox_answer_409() {
     let (st, _) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
     assert_eq!(st, 200);
     let (st, body) = s
-        .post(&format!("/sandboxes/{id}/exec"), json!({"command": "echo hi"}))
+        .post(
+            &format!("/sandboxes/{id}/exec"),
+            json!({"command": "echo hi"}),
+        )
         .await;
     assert_error(st, &body, 409, "sandbox_paused");
     let (st, body) = s
@@ -150,7 +155,9 @@ async fn pause_survives_restart(dir: &std::path::Path, f: fn(&mut stacyvm_server
     let adopted = s
         .recent_events()
         .into_iter()
-        .filter(|e| e.kind == EventType::ReconcileAction && e.sandbox_id.as_deref() == Some(id.as_str()))
+        .filter(|e| {
+            e.kind == EventType::ReconcileAction && e.sandbox_id.as_deref() == Some(id.as_str())
+        })
         .map(|e| e.data)
         .collect::<Vec<_>>();
     assert_eq!(adopted.len(), 1, "{adopted:?}");

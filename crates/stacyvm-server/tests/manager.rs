@@ -427,7 +427,10 @@ async fn paused_ttl_caps_the_expiry_and_zero_keeps_it() {
     assert!(paused.expires_at < sb.expires_at);
     assert!(paused.expires_at <= chrono::Utc::now() + chrono::Duration::seconds(10));
     assert!(paused.expires_at >= before + chrono::Duration::seconds(9));
-    assert_eq!(f.manager.get(&sb.id).await.unwrap().expires_at, paused.expires_at);
+    assert_eq!(
+        f.manager.get(&sb.id).await.unwrap().expires_at,
+        paused.expires_at
+    );
 }
 
 /// Pause, resume and destroy racing on one sandbox: it ends destroyed with

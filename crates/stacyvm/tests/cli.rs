@@ -235,7 +235,10 @@ fn pause_resume_and_a_pause_across_kill_9() {
         "{out:?}"
     );
     let out = cli(&server, &["exec", &id, "--", "echo", "back"]);
-    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "back\n"));
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "back\n")
+    );
     let out = cli(&server, &["pause", "sb-00000000"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));

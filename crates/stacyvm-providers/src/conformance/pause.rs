@@ -26,7 +26,10 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
     let name = p.name().to_string();
     with_sandbox(h, |id| async move {
         if !p.capabilities().contains(&Capability::Pause) {
-            let err = p.pause(&id).await.expect_err("pause without the capability");
+            let err = p
+                .pause(&id)
+                .await
+                .expect_err("pause without the capability");
             assert!(
                 matches!(err, crate::ProviderError::Unsupported(_)),
                 "[{name}] {err}"
@@ -37,7 +40,11 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
         let session = p
             .exec_stream(
                 &id,
-                &spec(&["/bin/sh", "-c", counter], "/tmp", Duration::from_secs(300)),
+                &spec(
+                    &["/bin/sh", "-c", counter],
+                    "/tmp",
+                    Duration::from_secs(300),
+                ),
                 StreamOptions::default(),
             )
             .await
@@ -46,8 +53,12 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
         let before = ticks(h, &id).await;
         assert!(before > 0, "[{name}] the counter runs");
 
-        p.pause(&id).await.unwrap_or_else(|e| panic!("[{name}] pause: {e}"));
-        p.pause(&id).await.unwrap_or_else(|e| panic!("[{name}] pause again: {e}"));
+        p.pause(&id)
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] pause: {e}"));
+        p.pause(&id)
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] pause again: {e}"));
         assert_eq!(
             p.status(&id).await.expect("status"),
             RuntimeStatus::Paused,
@@ -55,11 +66,19 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
         );
         if let Some(list) = p.inventory().await.expect("inventory") {
             let me = list.iter().find(|r| r.id == id).expect("listed");
-            assert_eq!(me.status, RuntimeStatus::Paused, "[{name}] inventory while paused");
+            assert_eq!(
+                me.status,
+                RuntimeStatus::Paused,
+                "[{name}] inventory while paused"
+            );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        p.resume(&id).await.unwrap_or_else(|e| panic!("[{name}] resume: {e}"));
-        p.resume(&id).await.unwrap_or_else(|e| panic!("[{name}] resume again: {e}"));
+        p.resume(&id)
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] resume: {e}"));
+        p.resume(&id)
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] resume again: {e}"));
         assert_eq!(p.status(&id).await.expect("status"), RuntimeStatus::Running);
         let after_pause = ticks(h, &id).await;
         // Two seconds unfrozen would be ~20 ticks; frozen, only the few of
@@ -77,7 +96,9 @@ pub async fn case_pause_keeps_a_counter_frozen(h: &Harness) {
         drop(session);
         // A paused sandbox can be destroyed (frozen tasks take no signal
         // until thawed, so the provider must see to it).
-        p.pause(&id).await.unwrap_or_else(|e| panic!("[{name}] pause: {e}"));
+        p.pause(&id)
+            .await
+            .unwrap_or_else(|e| panic!("[{name}] pause: {e}"));
         p.destroy(&id)
             .await
             .unwrap_or_else(|e| panic!("[{name}] destroy while paused: {e}"));

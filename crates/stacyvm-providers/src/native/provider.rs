@@ -419,10 +419,10 @@ impl NativeProvider {
         // runtime's forced delete stays for what we cannot identify.
         let runtime = &self.inner.runtime;
         // Frozen tasks take no signal: thaw a paused sandbox first.
-        if cgroup::is_frozen(&cgroup::path_for(id.as_str())) || runtime.gvisor_paused(id).await {
-            if let Err(e) = runtime.set_frozen(id.as_str(), false).await {
-                tracing::debug!(sandbox_id = %id, error = %ErrorChain(&e), "thawing before destroy");
-            }
+        if (cgroup::is_frozen(&cgroup::path_for(id.as_str())) || runtime.gvisor_paused(id).await)
+            && let Err(e) = runtime.set_frozen(id.as_str(), false).await
+        {
+            tracing::debug!(sandbox_id = %id, error = %ErrorChain(&e), "thawing before destroy");
         }
         let stopped = if runtime.pid_file_is_init() {
             init::kill(&p.init_pid, &cgroup::path_for(id.as_str()), INIT_EXIT_TIMEOUT)

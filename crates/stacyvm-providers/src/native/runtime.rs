@@ -173,8 +173,7 @@ impl Runtime {
     /// Under gVisor (no host freezer cgroup to read): whether the runtime
     /// says container `id` is paused. Always false for crun and runc.
     pub async fn gvisor_paused(&self, id: &stacyvm_core::SandboxId) -> bool {
-        self.gvisor
-            && matches!(self.state(id.as_str()).await, Ok(Some(s)) if s.status == "paused")
+        self.gvisor && matches!(self.state(id.as_str()).await, Ok(Some(s)) if s.status == "paused")
     }
 
     /// The state of container `id`, `None` if the runtime does not know it.

@@ -148,12 +148,7 @@ impl Manager {
         match self
             .inner
             .store
-            .transition(
-                id,
-                &[SandboxState::Paused],
-                SandboxState::Running,
-                None,
-            )
+            .transition(id, &[SandboxState::Paused], SandboxState::Running, None)
             .await?
         {
             Some(running) => {
