@@ -7,9 +7,23 @@ use serde::{Deserialize, Serialize};
 const MAX_OWNER_LEN: usize = 128;
 
 /// A validated, trimmed owner id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct OwnerId(String);
+
+/// Read through [`OwnerId::parse`], so a body can never carry an owner id
+/// that the stores would later refuse to read back; an empty one is not an
+/// owner.
+impl<'de> Deserialize<'de> for OwnerId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        match OwnerId::parse(&raw) {
+            Ok(Some(owner)) => Ok(owner),
+            Ok(None) => Err(serde::de::Error::custom("owner id may not be empty")),
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
+    }
+}
 
 /// Why an owner id was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +79,15 @@ impl fmt::Display for OwnerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserializing_validates_like_parse() {
+        let ok: OwnerId = serde_json::from_str("\" alice \"").unwrap();
+        assert_eq!(ok.as_str(), "alice");
+        for bad in ["\"\"", "\"   \"", "\"a/b\"", "\"a b\""] {
+            assert!(serde_json::from_str::<OwnerId>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn validates_owner_ids() {

@@ -32,6 +32,8 @@ pub enum StartError {
     Manager(#[from] crate::manager::ManagerError),
     #[error(transparent)]
     NodeId(#[from] crate::cluster::NodeIdError),
+    #[error("cannot set up the E2B API: {0}")]
+    E2b(std::io::Error),
     #[error("cannot set up api keys: {0}")]
     Keys(String),
     #[error("server error: {0}")]
@@ -176,9 +178,21 @@ pub async fn build_with_store(
     extra: Vec<Arc<dyn Provider>>,
     clock: Arc<dyn Clock>,
 ) -> Result<App, StartError> {
-    let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
-        .map_err(|e| StartError::Keys(e.to_string()))?;
-    let keys = crate::keys::Keyring::new(store.clone(), pepper);
+    let keys = if config.auth.key_pepper.is_empty() {
+        let pepper = crate::keys::load_pepper(&config.data_dir().join("api-key-pepper"))
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+        if config.database.driver == "postgres" {
+            tracing::warn!(
+                "auth.key_pepper is not set: with a shared database, stored API keys \
+                 cannot be minted (a key would work only on this node)"
+            );
+            crate::keys::Keyring::node_local(store.clone(), pepper)
+        } else {
+            crate::keys::Keyring::new(store.clone(), pepper)
+        }
+    } else {
+        crate::keys::Keyring::new(store.clone(), config.auth.key_pepper.as_bytes().to_vec())
+    };
     let mut providers = build_providers(&config)?;
     providers.extend(extra);
     let default_provider = resolve_default(&config, &providers).await?;
@@ -209,13 +223,20 @@ pub async fn build_with_store(
         keys,
         forwarder: forwarder(&config, &manager)?,
     };
-    let router = api::router(
+    let e2b = if config.e2b.enabled {
+        let e2b = api::e2b::E2b::new(&config).map_err(StartError::E2b)?;
+        api::e2b::router(e2b)
+    } else {
+        axum::Router::new()
+    };
+    let router = api::router_with(
         state,
         &HttpOptions {
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_body_timeout.0,
             cors_origins: config.server.cors_origins.clone(),
         },
+        e2b,
     );
     Ok(App {
         manager,

@@ -45,6 +45,19 @@ pub struct Config {
     pub events: EventsConfig,
     /// Cluster mode: every server on one PostgreSQL store is a node.
     pub cluster: ClusterConfig,
+    /// The E2B-compatible API (docs/e2b.md).
+    pub e2b: E2bConfig,
+}
+
+/// `e2b.*`: the E2B control plane and envd surface, served at the root of
+/// the main listener next to `/api/v1` (docs/e2b.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct E2bConfig {
+    pub enabled: bool,
+    /// Sent to the SDK as the sandbox `domain`; with `E2B_DOMAIN` unset
+    /// it builds `<port>-<sandbox id>.<domain>` hosts from it. Empty: none.
+    pub domain: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +192,12 @@ pub struct AuthConfig {
     /// Secret, like `api_key`. Keys for owners live in the store
     /// (`stacyvm keys create`).
     pub admin_api_key: String,
+    /// The secret stored API keys are hashed under (at least 32
+    /// characters). Empty: a random one kept in `<data dir>/api-key-pepper`,
+    /// which only this node has; with `database.driver: postgres` set it to
+    /// the same value on every node, or a key would work only on the node
+    /// that minted it. Secret, like `api_key`.
+    pub key_pepper: String,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -187,6 +206,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("enabled", &self.enabled)
             .field("api_key", &redacted(&self.api_key))
             .field("admin_api_key", &redacted(&self.admin_api_key))
+            .field("key_pepper", &redacted(&self.key_pepper))
             .finish()
     }
 }
@@ -526,6 +546,12 @@ impl Config {
                 "must be set (or auth.admin_api_key) when auth.enabled is true".into(),
             );
         }
+        if !self.auth.key_pepper.is_empty() && self.auth.key_pepper.len() < 32 {
+            return bad(
+                "auth.key_pepper",
+                "must be at least 32 characters (or empty)".into(),
+            );
+        }
         if self.server.max_body_bytes == 0 {
             return bad("server.max_body_bytes", "must be greater than 0".into());
         }
@@ -640,6 +666,7 @@ impl Config {
         let mut secrets = vec![
             &mut shown.auth.api_key,
             &mut shown.auth.admin_api_key,
+            &mut shown.auth.key_pepper,
             &mut shown.cluster.secret,
         ];
         for c in shown.images.credentials.values_mut() {
@@ -663,6 +690,7 @@ impl Config {
         let mut all = vec![
             self.auth.api_key.clone(),
             self.auth.admin_api_key.clone(),
+            self.auth.key_pepper.clone(),
             self.cluster.secret.clone(),
         ];
         all.extend(self.images.credentials.values().map(|c| c.password.clone()));
@@ -718,6 +746,7 @@ fn is_secret_key(key: &str) -> bool {
         || [
             "api_key",
             "admin_api_key",
+            "key_pepper",
             "password",
             "username",
             "token",
@@ -934,15 +963,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.host"), "{err}");
+        let err = Config::from_yaml("auth:\n  key_pepper: short\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.key_pepper") && !err.contains("short"),
+            "{err}"
+        );
     }
 
     #[test]
     fn show_redacts_secrets() {
-        let c = Config::from_yaml("auth:\n  enabled: true\n  api_key: s3cret-key\n").unwrap();
+        let c = Config::from_yaml(
+            "auth:\n  enabled: true\n  api_key: s3cret-key\n  key_pepper: pepper-0123456789abcdef0123456789\n",
+        )
+        .unwrap();
         let shown = c.redacted_yaml();
         assert!(!shown.contains("s3cret-key"));
+        assert!(!shown.contains("pepper-0123"));
         assert!(shown.contains(REDACTED));
         assert!(!format!("{c:?}").contains("s3cret-key"));
+        assert!(!format!("{c:?}").contains("pepper-0123"));
+        assert!(c.secrets().iter().any(|s| s.starts_with("pepper-0123")));
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct Keyring {
 struct Inner {
     store: Arc<dyn Store>,
     pepper: Vec<u8>,
+    /// The pepper is this node's own while the store is shared: minting is
+    /// refused, since no other node could verify the key.
+    node_local: bool,
     cache: Mutex<HashMap<Digest, Cached>>,
     uses: Mutex<Uses>,
 }
@@ -88,6 +91,11 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("reading or creating the api key pepper: {0}")]
     Pepper(std::io::Error),
+    #[error(
+        "stored API keys need auth.key_pepper (the same on every node) when the \
+         database is shared; without it a key would work only on the node that minted it"
+    )]
+    PepperNotShared,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -144,10 +152,22 @@ pub fn load_pepper(path: &Path) -> Result<Vec<u8>, KeyError> {
 
 impl Keyring {
     pub fn new(store: Arc<dyn Store>, pepper: Vec<u8>) -> Self {
+        Self::build(store, pepper, false)
+    }
+
+    /// A keyring whose pepper is this node's only, on a store other nodes
+    /// share: [`Keyring::create`] answers [`KeyError::PepperNotShared`].
+    /// Keys already stored are still verified.
+    pub fn node_local(store: Arc<dyn Store>, pepper: Vec<u8>) -> Self {
+        Self::build(store, pepper, true)
+    }
+
+    fn build(store: Arc<dyn Store>, pepper: Vec<u8>, node_local: bool) -> Self {
         Keyring {
             inner: Arc::new(Inner {
                 store,
                 pepper,
+                node_local,
                 cache: Mutex::new(HashMap::new()),
                 uses: Mutex::new(Uses {
                     pending: HashMap::new(),
@@ -175,6 +195,9 @@ impl Keyring {
         expires_at: Option<DateTime<Utc>>,
         form: KeyForm,
     ) -> Result<(ApiKey, String), KeyError> {
+        if self.inner.node_local {
+            return Err(KeyError::PepperNotShared);
+        }
         let id = format!("key_{}", random_hex(8));
         let secret = match form {
             KeyForm::Stacyvm => format!("svm_{}_{}", &id[4..], random_hex(20)),

@@ -202,3 +202,24 @@ async fn a_lifetime_beyond_a_century_is_refused_and_the_longest_allowed_reads_ba
     assert_eq!(v.as_array().map(Vec::len), Some(1), "{text}");
     s.stop().await;
 }
+
+/// An owner the stores would refuse to read back is refused at the door, so
+/// listing keys never fails on a record the API itself wrote.
+#[tokio::test]
+async fn a_key_for_an_empty_or_malformed_owner_is_refused_and_listing_still_works() {
+    use reqwest::Method as M;
+    let s = TestServer::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.api_key = String::new();
+        c.auth.admin_api_key = ADMIN.into();
+    })
+    .await;
+    for owner in ["", "   ", "a/b", "a b"] {
+        let (st, v, text) = call(&s, ADMIN, M::POST, "/keys", Some(json!({"owner": owner}))).await;
+        assert!(st == 400 || st == 422, "{owner:?}: {st} {text}");
+        assert!(v["code"].is_string() && v["message"].is_string(), "{text}");
+    }
+    let (st, v, text) = call(&s, ADMIN, M::GET, "/keys", None).await;
+    assert_eq!(st, 200, "{text}");
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "{text}");
+}

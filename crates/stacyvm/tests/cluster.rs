@@ -559,3 +559,103 @@ async fn requests_for_another_nodes_sandbox_are_forwarded() {
         "{after}"
     );
 }
+
+const ADMIN_KEY: &str = "cluster-admin-key-2b81";
+const PEPPER: (&str, &str) = (
+    "STACYVM_AUTH_KEY_PEPPER",
+    "pepper-shared-by-every-node-0123456789",
+);
+
+/// A stored API key minted on one node works on every node when they share
+/// `auth.key_pepper`, and its revocation holds everywhere. Without the
+/// shared pepper, minting on a shared database is refused with a clear 409
+/// rather than handing out a key that only one node could verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stored_keys_work_on_every_node_with_a_shared_pepper() {
+    let Some(pg) = Pg::from_env() else { return };
+    let db = pg.fresh_database().await;
+    let root = tempfile::tempdir().unwrap();
+    let auth = [
+        ("STACYVM_AUTH_ENABLED", "true"),
+        ("STACYVM_AUTH_ADMIN_API_KEY", ADMIN_KEY),
+    ];
+    let env = |id| {
+        let mut e = node_env(&[("STACYVM_CLUSTER_NODE_ID", id), SECRET, PEPPER]);
+        e.extend(auth);
+        e
+    };
+    let n1 = Node::start("n1", root.path(), &db, &env("n1"));
+    let n2 = Node::start("n2", root.path(), &db, &env("n2"));
+    let c = http();
+    let (st, key) = json(
+        c.post(n1.api("/keys"))
+            .header("X-API-Key", ADMIN_KEY)
+            .json(&json!({"owner": "alice"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{key}");
+    let secret = key["key"].as_str().unwrap().to_string();
+    let id = key["id"].as_str().unwrap().to_string();
+    for node in [&n1, &n2] {
+        let (st, list) = json(
+            c.get(node.api("/sandboxes"))
+                .header("X-API-Key", &secret)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "{}: {list}", node.name);
+    }
+    let (st, _) = json(
+        c.delete(n2.api(&format!("/keys/{id}")))
+            .header("X-API-Key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(st == 200 || st == 204, "revoke: {st}");
+    for node in [&n1, &n2] {
+        let n = node.api("/sandboxes");
+        eventually(Duration::from_secs(5), "revocation on every node", || {
+            let c = c.clone();
+            let (n, secret) = (n.clone(), secret.clone());
+            async move {
+                let st = c
+                    .get(n)
+                    .header("X-API-Key", secret)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                st == 401
+            }
+        })
+        .await;
+    }
+
+    // A node of the same cluster without the shared pepper will not mint.
+    let mut lone = node_env(&[("STACYVM_CLUSTER_NODE_ID", "n3"), SECRET]);
+    lone.extend(auth);
+    let n3 = Node::start("n3", root.path(), &db, &lone);
+    let (st, body) = json(
+        c.post(n3.api("/keys"))
+            .header("X-API-Key", ADMIN_KEY)
+            .json(&json!({"owner": "alice"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (409, Some("key_pepper_required")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(PEPPER.1), "{body}");
+    assert!(!n1.log().contains(PEPPER.1) && !n3.log().contains(PEPPER.1));
+}

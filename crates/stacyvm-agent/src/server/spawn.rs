@@ -200,7 +200,14 @@ unsafe fn child(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Ignored signals survive exec too: a server started in the
+        // background ignores SIGINT and SIGQUIT, and so would every
+        // command, deaf to a client's ^C.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
         if libc::setsid() < 0 {
             fail(err_fd);
         }

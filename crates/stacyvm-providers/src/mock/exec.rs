@@ -132,6 +132,26 @@ pub(super) fn parse_signal(name: &str) -> Option<Signal> {
     })
 }
 
+/// Gives the command default signal dispositions. A server started in the
+/// background (`nohup`, `&` in a script, some CI runners) ignores SIGINT and
+/// SIGQUIT, and ignored signals survive exec: without this, a client's
+/// ^C or `SIGINT` would never reach the command.
+#[allow(unsafe_code)]
+fn default_signals(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs between fork and exec and calls only
+    // `signal`, which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `launch` and returns its session; the command runs on a task that
 /// owns it until it ends or the output receiver goes away.
 pub(super) fn start(
@@ -148,6 +168,7 @@ pub(super) fn start(
         .envs(&launch.env)
         .current_dir(&launch.cwd)
         .kill_on_drop(true);
+    default_signals(&mut cmd);
     let started = Instant::now();
     let spawned = match launch.tty {
         Some(size) => spawn_tty(cmd, size),

@@ -323,3 +323,33 @@ fn removal_restores_directory_modes_first() {
     remove_tree(&root).unwrap();
     assert!(!root.exists());
 }
+
+/// A server started in the background inherits an ignored SIGINT; the
+/// commands it runs must still die of one.
+#[tokio::test]
+#[allow(unsafe_code)]
+async fn commands_hear_signals_the_server_ignores() {
+    // SAFETY: changes this test process's disposition of SIGINT only.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    let base = tempfile::tempdir().unwrap();
+    let p = MockProvider::new(base.path()).unwrap();
+    let id = SandboxId::generate();
+    p.spawn(&spawn_spec(&id)).await.unwrap();
+    let opts = StreamOptions {
+        stdin: true,
+        tty: None,
+    };
+    let mut s = p.exec_stream(&id, &sh("cat"), opts).await.unwrap();
+    let input = s.input.take().unwrap();
+    input
+        .send(crate::ExecInput::Signal("SIGINT".into()))
+        .await
+        .unwrap();
+    match s.output.recv().await {
+        Some(ExecEvent::Exit { exit_code, .. }) => assert_eq!(exit_code, 128 + 2),
+        other => panic!("{other:?}"),
+    }
+    p.destroy(&id).await.unwrap();
+}

@@ -114,6 +114,36 @@ fn refusal(principal: &Principal, method: &Method, path: &str) -> Option<ApiErro
     }
 }
 
+/// The principal `presented` stands for: a configured key (admin), else a
+/// stored key; 401 for an unknown key, 503 when the store cannot answer.
+/// Shared with the E2B surface, which reads its own headers.
+pub(crate) async fn principal(
+    app: &AppState,
+    presented: &str,
+    path: &str,
+) -> Result<Principal, ApiError> {
+    let configured = is_configured(presented, &app.auth.api_key)
+        || is_configured(presented, &app.auth.admin_api_key);
+    if configured {
+        return Ok(Principal {
+            owner: None,
+            scope: KeyScope::Admin,
+            key_id: None,
+        });
+    }
+    match app.keys.verify(presented).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => {
+            tracing::warn!(path, "rejected request with a wrong API key");
+            Err(ApiError::unauthorized("invalid API key"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "verifying an api key failed");
+            Err(super::store_gate::not_ready())
+        }
+    }
+}
+
 pub async fn require_key(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if !app.auth.enabled || !path.starts_with("/api/") || OPEN_PATHS.contains(&path.as_str()) {
@@ -131,26 +161,9 @@ pub async fn require_key(State(app): State<AppState>, mut req: Request, next: Ne
         return ApiError::unauthorized("missing API key (send the X-API-Key header)")
             .into_response();
     };
-    let configured = is_configured(&presented, &app.auth.api_key)
-        || is_configured(&presented, &app.auth.admin_api_key);
-    let principal = if configured {
-        Principal {
-            owner: None,
-            scope: KeyScope::Admin,
-            key_id: None,
-        }
-    } else {
-        match app.keys.verify(&presented).await {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                tracing::warn!(path, "rejected request with a wrong API key");
-                return ApiError::unauthorized("invalid API key").into_response();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "verifying an api key failed");
-                return super::store_gate::not_ready().into_response();
-            }
-        }
+    let principal = match principal(&app, &presented, &path).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
     if let Some(err) = refusal(&principal, req.method(), &path) {
         return err.into_response();

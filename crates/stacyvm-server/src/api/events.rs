@@ -1,5 +1,6 @@
 //! `GET /events`: Server-Sent Events with `Last-Event-ID` resume and
-//! `types` / `sandbox_id` filters.
+//! `types` / `sandbox_id` filters; a `user` or `read` key sees only its
+//! owner's events.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -18,6 +19,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use super::model::errors::BadRequest;
 use super::model::{EventStreamItem, EventsQuery};
+use super::owner::Viewer;
 
 struct Filter {
     types: Option<HashSet<EventType>>,
@@ -31,6 +33,48 @@ impl Filter {
                 .sandbox_id
                 .as_ref()
                 .is_none_or(|id| e.sandbox_id.as_deref() == Some(id.as_str()))
+    }
+}
+
+/// What a `user`/`read` key's stream may carry: events of its owner's
+/// sandboxes, and sandbox-less events that name its owner (a refused
+/// spawn). The owner of a sandbox never changes, so it is looked up once
+/// per sandbox: from the event itself when it says (`sandbox.created`
+/// does), else from the store.
+struct OwnerScope {
+    owner: stacyvm_core::OwnerId,
+    store: std::sync::Arc<dyn stacyvm_store::Store>,
+    known: std::collections::HashMap<String, bool>,
+}
+
+/// Sandboxes whose owner a stream remembers before it starts over.
+const KNOWN_SANDBOXES: usize = 10_000;
+
+impl OwnerScope {
+    async fn allows(&mut self, e: &Event) -> bool {
+        let named = e.data.get("owner_id").and_then(|o| o.as_str());
+        let Some(id) = &e.sandbox_id else {
+            return named == Some(self.owner.as_str());
+        };
+        if let Some(mine) = self.known.get(id) {
+            return *mine;
+        }
+        let mine = match named {
+            Some(o) => o == self.owner.as_str(),
+            None => match stacyvm_core::SandboxId::parse(id) {
+                Some(sid) => match self.store.get_sandbox(&sid).await {
+                    Ok(sb) => sb.owner_id.as_ref() == Some(&self.owner),
+                    // Unknown (or unreadable now): not shown, not remembered.
+                    Err(_) => return false,
+                },
+                None => false,
+            },
+        };
+        if self.known.len() >= KNOWN_SANDBOXES {
+            self.known.clear();
+        }
+        self.known.insert(id.clone(), mine);
+        mine
     }
 }
 
@@ -58,6 +102,7 @@ fn sse(e: &Event) -> SseEvent {
 )]
 pub async fn stream(
     State(app): State<AppState>,
+    viewer: Viewer,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
@@ -86,12 +131,18 @@ pub async fn stream(
         ),
         None => None,
     };
+    let scope = viewer.0.map(|owner| OwnerScope {
+        owner,
+        store: app.manager.store().clone(),
+        known: std::collections::HashMap::new(),
+    });
     let bus = app.manager.events().clone();
     let sub = bus.subscribe(after);
     let stream = async_stream(
         bus,
         sub,
         filter,
+        scope,
         after.unwrap_or(0),
         app.manager.shutdown_token(),
     );
@@ -104,6 +155,7 @@ fn async_stream(
     bus: crate::events::EventBus,
     sub: crate::events::Subscription,
     filter: Filter,
+    mut scope: Option<OwnerScope>,
     mut last: u64,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
@@ -121,7 +173,15 @@ fn async_stream(
                     continue;
                 }
                 last = seq;
-                if filter.matches(&e) && tx.send(Ok(sse(&e))).await.is_err() {
+                if !filter.matches(&e) {
+                    continue;
+                }
+                if let Some(scope) = scope.as_mut()
+                    && !scope.allows(&e).await
+                {
+                    continue;
+                }
+                if tx.send(Ok(sse(&e))).await.is_err() {
                     return;
                 }
             }

@@ -17,6 +17,9 @@ impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
         match e {
             KeyError::Store(s) => s.into(),
+            KeyError::PepperNotShared => {
+                ApiError::new(StatusCode::CONFLICT, "key_pepper_required", e.to_string())
+            }
             KeyError::Pepper(_) => {
                 tracing::error!(error = %e, "api key pepper unavailable");
                 ApiError::new(
@@ -43,6 +46,7 @@ const MAX_KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(100
     responses(
         (status = 201, description = "The new key, shown once", body = CreatedKey),
         BadRequest,
+        (status = 409, description = "The database is shared and `auth.key_pepper` is not set (`key_pepper_required`)", body = super::model::ErrorBody),
     ),
 )]
 pub async fn create(

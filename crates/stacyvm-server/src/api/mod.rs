@@ -4,6 +4,7 @@
 //! OpenAPI document (`openapi`) are built from the same list.
 
 mod auth;
+pub mod e2b;
 mod error;
 mod events;
 mod exec;
@@ -15,6 +16,7 @@ mod network;
 mod nodes;
 mod openapi;
 mod pause;
+mod owner;
 mod providers;
 mod sandboxes;
 mod store_gate;
@@ -116,6 +118,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// The API router (under `/api/v1`) with its middleware.
 pub fn router(state: AppState, http: &HttpOptions) -> Router {
+    router_with(state, http, Router::new())
+}
+
+/// [`router`] with `extra` routes (the E2B surface) merged at the root,
+/// under the same middleware.
+pub fn router_with(state: AppState, http: &HttpOptions, extra: Router<AppState>) -> Router {
     let (api, _) = routes().split_for_parts();
     let api = api
         .fallback(not_found)
@@ -127,11 +135,16 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::web::router())
+        .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::cluster::forward::forward,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            owner::own_sandboxes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

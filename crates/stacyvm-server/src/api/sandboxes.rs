@@ -16,6 +16,7 @@ use super::model::{
     AdmissionDecision, ExtendRequest, ListSandboxesQuery, LogsQuery, OwnerHeader, PruneResponse,
     ResourceUsage, SandboxDetail, SpawnRequest, StatusResponse,
 };
+use super::owner::Viewer;
 use crate::manager::parse_sandbox_id;
 
 /// Creates a sandbox and waits until it can run commands.
@@ -151,15 +152,19 @@ pub async fn destroy(
     Ok(Json(StatusResponse::new("destroyed")))
 }
 
-/// Expires and destroys every sandbox past its expiry.
+/// Expires and destroys every sandbox past its expiry (with a `user` key,
+/// only the owner's).
 #[utoipa::path(
     delete,
     path = "/sandboxes",
     tag = "sandboxes",
     responses((status = 200, description = "How many were pruned", body = PruneResponse)),
 )]
-pub async fn prune(State(app): State<AppState>) -> ApiResult<Json<PruneResponse>> {
-    let pruned = app.manager.prune().await?;
+pub async fn prune(State(app): State<AppState>, viewer: Viewer) -> ApiResult<Json<PruneResponse>> {
+    let pruned = match &viewer.0 {
+        Some(owner) => app.manager.prune_owner(owner).await?,
+        None => app.manager.prune().await?,
+    };
     Ok(Json(PruneResponse {
         pruned: pruned as u64,
     }))

@@ -17,6 +17,7 @@ use super::model::{
     NodeReadiness, PoolStatus, ProviderSummary, QuotaSummary, ReadyResponse, SandboxCounts,
     ServerStatus, StoreHealth,
 };
+use super::owner::Viewer;
 use crate::obs;
 
 fn uptime(app: &AppState) -> GoDuration {
@@ -111,10 +112,15 @@ pub async fn ready(State(app): State<AppState>) -> Response {
 }
 
 /// Sandbox counts by state and provider (destroyed ones excluded), from
-/// the store. A store that does not answer counts as empty: metrics and
-/// diagnostics must still answer then (readiness says the store is down).
-async fn tally(app: &AppState) -> obs::SandboxTally {
-    match app.manager.count_sandboxes(&SandboxFilter::default()).await {
+/// the store; only the viewer's own with a `read` key. A store that does
+/// not answer counts as empty: metrics and diagnostics must still answer
+/// then (readiness says the store is down).
+async fn tally(app: &AppState, viewer: &Viewer) -> obs::SandboxTally {
+    let filter = SandboxFilter {
+        owner: viewer.0.clone(),
+        ..SandboxFilter::default()
+    };
+    match app.manager.count_sandboxes(&filter).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "cannot count sandboxes");
@@ -123,8 +129,8 @@ async fn tally(app: &AppState) -> obs::SandboxTally {
     }
 }
 
-async fn sandbox_counts(app: &AppState) -> SandboxCounts {
-    let tally = tally(app).await;
+async fn sandbox_counts(app: &AppState, viewer: &Viewer) -> SandboxCounts {
+    let tally = tally(app, viewer).await;
     SandboxCounts {
         total: tally.total(),
         active: tally.active(),
@@ -149,22 +155,26 @@ fn provider_summary(app: &AppState) -> ProviderSummary {
     tag = "system",
     responses((status = 200, description = "Figures", body = MetricsResponse)),
 )]
-pub async fn metrics(State(app): State<AppState>) -> Json<MetricsResponse> {
+pub async fn metrics(State(app): State<AppState>, viewer: Viewer) -> Json<MetricsResponse> {
     Json(MetricsResponse {
         uptime: uptime(&app),
         uptime_seconds: app.manager.uptime().as_secs_f64(),
         process: obs::ProcessStats::collect(),
-        sandboxes: sandbox_counts(&app).await,
+        sandboxes: sandbox_counts(&app, &viewer).await,
         providers: provider_summary(&app),
         events: app.manager.events().stats(),
         operations: app.manager.metrics().snapshot(),
         destroys: app.manager.destroy_stats(),
-        cluster: cluster_summary(&app).await,
+        cluster: cluster_summary(&app, &viewer).await,
     })
 }
 
-/// Nodes and their leases, and this node's forwarding figures.
-async fn cluster_summary(app: &AppState) -> Option<ClusterSummary> {
+/// Nodes and their leases, and this node's forwarding figures; not for
+/// an owner's `read` key (node totals count every owner's sandboxes).
+async fn cluster_summary(app: &AppState, viewer: &Viewer) -> Option<ClusterSummary> {
+    if viewer.0.is_some() {
+        return None;
+    }
     let node_id = app.manager.local_node()?.to_string();
     let now = chrono::Utc::now();
     let nodes = match app.manager.nodes().await {
@@ -200,8 +210,20 @@ async fn cluster_summary(app: &AppState) -> Option<ClusterSummary> {
         (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
     ),
 )]
-pub async fn prometheus(State(app): State<AppState>) -> ApiResult<Response> {
-    let tally = tally(&app).await;
+pub async fn prometheus(State(app): State<AppState>, viewer: Viewer) -> ApiResult<Response> {
+    let tally = tally(&app, &viewer).await;
+    let mut sandbox_resources = app.manager.sandbox_resources();
+    if let Some(owner) = &viewer.0 {
+        // Per-sandbox series carry the sandbox id: only the owner's own.
+        let own: std::collections::HashSet<String> = match app.manager.list(Some(owner)).await {
+            Ok(list) => list.into_iter().map(|s| s.id.to_string()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the owner's sandboxes");
+                Default::default()
+            }
+        };
+        sandbox_resources.retain(|r| own.contains(r.sandbox.as_str()));
+    }
     let snapshot = obs::ScrapeSnapshot {
         version: VERSION.to_string(),
         uptime: app.manager.uptime(),
@@ -210,7 +232,7 @@ pub async fn prometheus(State(app): State<AppState>) -> ApiResult<Response> {
         providers: app.manager.provider_health(),
         events: app.manager.events().stats(),
         operations: app.manager.metrics().snapshot(),
-        sandbox_resources: app.manager.sandbox_resources(),
+        sandbox_resources,
         destroys: app.manager.destroy_stats(),
     };
     let options = obs::PrometheusOptions::default();
@@ -236,7 +258,7 @@ pub async fn prometheus(State(app): State<AppState>) -> ApiResult<Response> {
     tag = "system",
     responses((status = 200, description = "The redacted bundle", body = Diagnostics)),
 )]
-pub async fn diagnostics(State(app): State<AppState>) -> Json<Diagnostics> {
+pub async fn diagnostics(State(app): State<AppState>, viewer: Viewer) -> Json<Diagnostics> {
     let l = app.manager.limits();
     Json(Diagnostics {
         generated_at: chrono::Utc::now(),
@@ -263,7 +285,7 @@ pub async fn diagnostics(State(app): State<AppState>) -> Json<Diagnostics> {
             enabled: app.auth.enabled,
         },
         providers: app.manager.provider_health(),
-        sandboxes: sandbox_counts(&app).await,
+        sandboxes: sandbox_counts(&app, &viewer).await,
         events: app.manager.events().stats(),
         operations: app.manager.metrics().snapshot(),
         redactions: [
@@ -274,7 +296,7 @@ pub async fn diagnostics(State(app): State<AppState>) -> Json<Diagnostics> {
         ]
         .map(str::to_string)
         .to_vec(),
-        cluster: cluster_summary(&app).await,
+        cluster: cluster_summary(&app, &viewer).await,
     })
 }
 

@@ -498,6 +498,21 @@ impl Manager {
         })
     }
 
+    /// The sandbox `id` if `owner` owns it. Another owner's sandbox is
+    /// answered exactly as one that does not exist, so a caller learns
+    /// nothing of sandboxes that are not its own.
+    pub async fn owned_sandbox(
+        &self,
+        id: &SandboxId,
+        owner: &OwnerId,
+    ) -> Result<Sandbox, ManagerError> {
+        match self.get(id).await {
+            Ok(sb) if sb.owner_id.as_ref() == Some(owner) => Ok(sb),
+            Ok(_) => Err(ManagerError::NotFound(format!("sandbox {id}"))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sandboxes that are not destroyed, optionally of one owner.
     pub async fn list(&self, owner: Option<&OwnerId>) -> Result<Vec<Sandbox>, ManagerError> {
         let filter = SandboxFilter {

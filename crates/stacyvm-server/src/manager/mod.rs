@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use error::ManagerError;
 pub use exec::{ExecResult, ExecStreamHandle, InteractiveRequest};
+pub use files::check_path;
 pub use health::{HealthCache, check_provider};
 pub use liveness::LivenessReport;
 pub use nodes::NodeSettings;

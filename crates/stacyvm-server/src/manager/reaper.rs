@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use stacyvm_core::{EventType, Sandbox, SandboxId, SandboxState};
+use stacyvm_core::{EventType, OwnerId, Sandbox, SandboxId, SandboxState};
 use stacyvm_store::{SandboxFilter, StoreError};
 use tokio::time::Instant;
 
@@ -168,8 +168,59 @@ impl Manager {
             })
             .await?;
         leftovers.retain(|s| !self.is_busy(&s.id));
-        let n = due.len() + leftovers.len();
-        let all = due.into_iter().chain(leftovers);
+        Ok(self
+            .tear_down_expired(due.into_iter().chain(leftovers))
+            .await)
+    }
+
+    /// [`Manager::prune`] for one owner's sandboxes only (what a `user`
+    /// key may prune): each due one is claimed with a conditional write,
+    /// so it is torn down once even if the reaper reaches it too.
+    pub async fn prune_owner(&self, owner: &OwnerId) -> Result<usize, ManagerError> {
+        let now = self.inner.clock.now();
+        let mine = self
+            .inner
+            .store
+            .list_sandboxes(&SandboxFilter {
+                owner: Some(owner.clone()),
+                node_id: self.local_node().map(str::to_string),
+                ..SandboxFilter::default()
+            })
+            .await?;
+        let mut claimed = Vec::new();
+        for sb in mine {
+            if self.is_busy(&sb.id) {
+                continue;
+            }
+            match sb.state {
+                SandboxState::Expired => claimed.push(sb),
+                SandboxState::Creating | SandboxState::Running | SandboxState::Unhealthy
+                    if sb.expires_at <= now =>
+                {
+                    let from = [
+                        SandboxState::Creating,
+                        SandboxState::Running,
+                        SandboxState::Unhealthy,
+                    ];
+                    if let Some(sb) = self
+                        .inner
+                        .store
+                        .transition(&sb.id, &from, SandboxState::Destroying, None)
+                        .await?
+                    {
+                        claimed.push(sb);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(self.tear_down_expired(claimed).await)
+    }
+
+    /// Publishes `sandbox.expired` for each and tears them down; how many.
+    async fn tear_down_expired(&self, all: impl IntoIterator<Item = Sandbox>) -> usize {
+        let all: Vec<Sandbox> = all.into_iter().collect();
+        let n = all.len();
         futures::stream::iter(all)
             .for_each_concurrent(TEARDOWN_CONCURRENCY, |sb| async move {
                 self.publish(
@@ -180,7 +231,7 @@ impl Manager {
                 let _ = self.teardown(sb, Some("expired")).await;
             })
             .await;
-        Ok(n)
+        n
     }
 
     /// Runs the destroys whose retry is due.
