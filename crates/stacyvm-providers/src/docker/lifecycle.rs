@@ -250,6 +250,14 @@ impl Inner {
 
     pub(crate) async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
         let docker = self.client.get()?;
+        // A forced remove of a paused container can fail (gVisor's runsc
+        // cannot kill a paused sandbox under load): thaw it first.
+        if matches!(self.status(id).await, Ok(RuntimeStatus::Paused))
+            && let Err(e) = docker.unpause_container(&container_name(id)).await
+            && !is_no_such_container(&e)
+        {
+            tracing::debug!(sandbox_id = %id, error = %e, "unpausing before destroy");
+        }
         let opts = RemoveContainerOptions {
             force: true,
             v: true,
