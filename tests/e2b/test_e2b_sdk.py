@@ -15,6 +15,7 @@ import pytest
 from e2b import (
     CommandExitException,
     NotFoundException,
+    PtySize,
     Sandbox,
     SandboxException,
     SandboxQuery,
@@ -78,6 +79,20 @@ def test_background_command_is_listed_and_killed(sbx):
     assert h.pid not in [p.pid for p in sbx.commands.list()]
 
 
+def test_background_command_outlives_its_stream_and_is_reconnected(sbx):
+    h = sbx.commands.run("sleep 1; echo second; sleep 60", background=True)
+    h.disconnect()
+    again = sbx.commands.connect(h.pid)
+    time.sleep(1.5)
+    assert h.pid in [p.pid for p in sbx.commands.list()]
+    assert sbx.commands.kill(h.pid)
+    with pytest.raises(CommandExitException) as e:
+        again.wait()
+    assert "second" in e.value.stdout
+    with pytest.raises(NotFoundException):
+        sbx.commands.connect(h.pid)
+
+
 def test_stdin_is_fed_to_a_command(sbx):
     h = sbx.commands.run("head -c 5", background=True, stdin=True)
     sbx.commands.send_stdin(h.pid, "hello")
@@ -96,6 +111,19 @@ def test_close_stdin_ends_the_input(sbx):
     sbx.commands.close_stdin(h.pid)
     r = h.wait()
     assert r.stdout == "abcdone\n"
+
+
+def test_pty_session_with_input_and_resize(sbx):
+    # /bin/bash -i -l arrives; busybox has no bash, so /bin/sh -i runs.
+    h = sbx.pty.create(PtySize(rows=24, cols=80))
+    sbx.pty.resize(h.pid, PtySize(rows=30, cols=100))
+    sbx.pty.send_stdin(h.pid, b"stty size; echo pty-$((40+2)); exit\n")
+    out = bytearray()
+    r = h.wait(on_pty=lambda d: out.extend(d))
+    assert r.exit_code == 0
+    text = out.decode(errors="replace")
+    assert "30 100" in text, text
+    assert "pty-42" in text, text
 
 
 def test_files_write_read_list_exists(sbx):

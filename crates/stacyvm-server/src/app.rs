@@ -267,7 +267,11 @@ impl App {
             // Stop background work and end event streams before draining.
             manager.shutdown();
         };
-        let result = api::serve(listener, self.router, shutdown, grace).await;
+        let opts = api::ServeOptions {
+            header_read_timeout: self.config.server.header_read_timeout.0,
+            grace,
+        };
+        let result = api::serve(listener, self.router, shutdown, opts).await;
         self.manager.shutdown();
         for t in tasks {
             let _ = t.await;

@@ -71,6 +71,10 @@ pub struct ServerConfig {
     /// Longest silence while a request body is read; the request then gets
     /// 408 `timeout` instead of holding its connection.
     pub request_body_timeout: GoDuration,
+    /// Longest a client may take to send a request's line and headers (and
+    /// the longest a kept-alive connection may sit idle); the connection is
+    /// then closed. Responses being streamed are not affected.
+    pub header_read_timeout: GoDuration,
     /// Origins allowed by CORS; empty disables CORS headers, `*` allows any.
     pub cors_origins: Vec<String>,
     /// How long in-flight requests may run after a shutdown signal.
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             port: 7423,
             max_body_bytes: 64 * 1024 * 1024,
             request_body_timeout: GoDuration::from_secs(30),
+            header_read_timeout: GoDuration::from_secs(30),
             cors_origins: Vec::new(),
             shutdown_grace: GoDuration::from_secs(30),
             reaper_interval: GoDuration::from_secs(30),
@@ -558,6 +563,12 @@ impl Config {
         if self.server.request_body_timeout.is_zero() {
             return bad(
                 "server.request_body_timeout",
+                "must be greater than 0s".into(),
+            );
+        }
+        if self.server.header_read_timeout.is_zero() {
+            return bad(
+                "server.header_read_timeout",
                 "must be greater than 0s".into(),
             );
         }

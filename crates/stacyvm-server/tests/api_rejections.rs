@@ -327,3 +327,55 @@ async fn dashboard_routes_answer_errors_in_the_shape() {
     }
     s.stop().await;
 }
+
+/// A client that sends half a request head and goes quiet loses its
+/// connection after `server.header_read_timeout` (slowloris), while a
+/// response that streams for longer than that timeout is not cut.
+#[tokio::test]
+async fn a_stalled_request_head_is_dropped_but_long_streams_are_not() {
+    let s = TestServer::start_with(|c| {
+        c.server.header_read_timeout = stacyvm_core::GoDuration::from_secs(1);
+    })
+    .await;
+    let addr = s
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1")
+        .to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /api/v1/live HTTP/1.1\r\nHost: x\r\nX-Hal")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a stalled request head kept its connection");
+
+    // An exec stream that lasts three times the timeout arrives whole.
+    let id = s.spawn().await;
+    let text = s
+        .http
+        .post(s.url(&format!("/sandboxes/{id}/exec")))
+        .json(&json!({"command": "echo a; sleep 3; echo b", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("\"a\\n\"") && text.contains("\"b\\n\"") && text.contains("exit_code"),
+        "{text}"
+    );
+    // The server still answers.
+    let (st, _) = s.get("/live").await;
+    assert_eq!(st, 200);
+}

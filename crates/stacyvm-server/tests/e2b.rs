@@ -736,3 +736,91 @@ async fn stored_e2b_keys_act_for_their_owner() {
     let (st, _) = call(alice, Method::DELETE, format!("/sandboxes/{id}"), None).await;
     assert_eq!(st, 204);
 }
+
+/// A command outlives the stream that started it; `Process.Connect` by
+/// tag streams its output from then on, a Connect deadline ends only that
+/// stream, and `SendSignal` ends the command.
+#[tokio::test]
+async fn a_command_outlives_its_stream_and_connect_reattaches() {
+    let t = E2b::start().await;
+    let (id, token) = t.create(json!({})).await;
+    let mut msg = start("sleep 0.5; echo later; sleep 30");
+    msg["tag"] = json!("job");
+    let mut resp = t
+        .envd("/process.Process/Start", &id, &token)
+        .header("Content-Type", "application/connect+json")
+        .body(envelope(0, msg.to_string().as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The start event, then the client goes away.
+    let first = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .expect("no hang")
+        .unwrap()
+        .expect("a first frame");
+    let (msgs, _) = {
+        let mut b = first.to_vec();
+        // Close it as a stream so `frames` can parse it.
+        b.extend(envelope(2, b"{}"));
+        frames(&b)
+    };
+    let pid = msgs[0]["event"]["start"]["pid"].as_u64().unwrap();
+    drop(resp);
+
+    let (status, msgs, end) = t
+        .stream(
+            "/process.Process/Connect",
+            &id,
+            &token,
+            json!({"process": {"tag": "job"}}),
+            Some(2_000),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(msgs[0]["event"]["start"]["pid"].as_u64(), Some(pid));
+    let (out, _, code) = outputs(&msgs);
+    assert_eq!(out, "later\n");
+    assert_eq!(code, None, "the command goes on");
+    assert_eq!(end["error"]["code"], "deadline_exceeded", "{end}");
+
+    let (st, v) = t
+        .unary("/process.Process/List", &id, &token, json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["processes"][0]["pid"].as_u64(), Some(pid), "{v}");
+    assert_eq!(v["processes"][0]["tag"], "job", "{v}");
+    let (st, v) = t
+        .unary(
+            "/process.Process/SendSignal",
+            &id,
+            &token,
+            json!({"process": {"pid": pid}, "signal": "SIGNAL_SIGKILL"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = t
+            .unary("/process.Process/List", &id, &token, json!({}))
+            .await;
+        if v["processes"].as_array().is_none_or(|a| a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, end) = t
+        .stream(
+            "/process.Process/Connect",
+            &id,
+            &token,
+            json!({"process": {"pid": pid}}),
+            Some(2_000),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(end["error"]["code"], "not_found", "{end}");
+    t.s.stop().await;
+}

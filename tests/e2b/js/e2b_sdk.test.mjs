@@ -70,6 +70,21 @@ test('background command is listed and killed', async () => {
   assert.ok(!(await sbx.commands.list()).some((p) => p.pid === h.pid))
 })
 
+test('background command outlives its stream and is reconnected by pid', async () => {
+  const h = await sbx.commands.run('sleep 1; echo second; sleep 60', { background: true })
+  await h.disconnect()
+  const again = await sbx.commands.connect(h.pid)
+  await new Promise((r) => setTimeout(r, 1500))
+  assert.ok((await sbx.commands.list()).some((p) => p.pid === h.pid))
+  assert.equal(await sbx.commands.kill(h.pid), true)
+  await assert.rejects(again.wait(), (e) => {
+    assert.ok(e instanceof CommandExitError, `${e?.constructor?.name}: ${e}`)
+    assert.match(e.stdout, /second/)
+    return true
+  })
+  await assert.rejects(sbx.commands.connect(h.pid))
+})
+
 test('stdin is fed to a command', async () => {
   const h = await sbx.commands.run('head -c 5', { background: true, stdin: true })
   await sbx.commands.sendStdin(h.pid, 'hello')
@@ -84,6 +99,18 @@ test('closeStdin ends the input (envdVersion 0.5.7 claims it)', async () => {
   await sbx.commands.closeStdin(h.pid)
   const r = await h.wait()
   assert.equal(r.stdout, 'abcdone\n')
+})
+
+test('PTY session with input and resize', async () => {
+  let out = ''
+  const dec = new TextDecoder()
+  const h = await sbx.pty.create({ rows: 24, cols: 80, onData: (d) => { out += dec.decode(d) } })
+  await sbx.pty.resize(h.pid, { rows: 30, cols: 100 })
+  await sbx.pty.sendInput(h.pid, new TextEncoder().encode('stty size; echo pty-$((40+2)); exit\n'))
+  const r = await h.wait()
+  assert.equal(r.exitCode, 0)
+  assert.match(out, /30 100/)
+  assert.match(out, /pty-42/)
 })
 
 test('files: write, read, list, exists, getInfo', async () => {

@@ -11,26 +11,25 @@ mod exec;
 mod extract;
 mod files;
 mod keys;
+mod listen;
 pub mod model;
 mod network;
 mod nodes;
 mod openapi;
-mod pause;
 mod owner;
+mod pause;
 mod providers;
 mod sandboxes;
 mod store_gate;
 mod system;
 mod templates;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
-use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -39,6 +38,7 @@ use utoipa_axum::routes;
 
 pub use auth::AuthSettings;
 pub use error::{ApiError, ApiResult};
+pub use listen::{ServeOptions, serve};
 pub use openapi::{openapi, openapi_json};
 
 use crate::manager::Manager;
@@ -208,41 +208,4 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600))
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Without TCP_NODELAY, Nagle meets the client's delayed ACK on reused
-    // connections and small responses (stream records, 1 KiB reads) wait
-    // ~40 ms each.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    let mut stop_rx = stop_rx;
-    tokio::select! {
-        r = &mut server => return r,
-        _ = stop_rx.wait_for(|s| *s) => {}
-    }
-    match tokio::time::timeout(grace, server).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!(
-                ?grace,
-                "shutdown grace period over; dropping remaining connections"
-            );
-            Ok(())
-        }
-    }
 }

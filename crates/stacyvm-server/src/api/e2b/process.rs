@@ -6,7 +6,8 @@
 //! `Keepalive-Ping-Interval` seconds (and at least every half deadline),
 //! and ends the stream with
 //! `deadline_exceeded` at its `Connect-Timeout-Ms` (the command is then
-//! killed, as envd does).
+//! killed, as envd does). A command outlives its starting stream: `Connect`
+//! (by pid or tag) streams its events again from then on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -48,6 +49,17 @@ struct Proc {
     config: Value,
     input: Option<mpsc::Sender<ExecInput>>,
     kill: CancellationToken,
+    /// Streams joining the command (`Connect`): the relay sends them its
+    /// events from then on.
+    attach: mpsc::UnboundedSender<mpsc::Sender<Frame>>,
+}
+
+/// What the relay sends each stream: an event, or the stream's last
+/// frames.
+#[derive(Debug, Clone)]
+enum Frame {
+    Msg(Bytes),
+    Last(Vec<Bytes>),
 }
 
 impl Table {
@@ -173,11 +185,10 @@ pub async fn rpc(
             Ok(r) => r,
             Err(e) => e.into_stream_response(),
         },
-        ("Connect", true) => ConnectError::new(
-            Code::Unimplemented,
-            "process.Process/Connect is not served yet",
-        )
-        .into_stream_response(),
+        ("Connect", true) => match connect_stream(&app, &e2b, &id, &headers, &body).await {
+            Ok(r) => r,
+            Err(e) => e.into_stream_response(),
+        },
         (_, true) => ConnectError::new(
             Code::Unimplemented,
             format!("process.Process/{method} is not a server stream"),
@@ -380,70 +391,165 @@ async fn start(
         (tty.is_some() || req.stdin == Some(true)).then_some(InteractiveRequest { tty });
     let handle = app.manager.exec_stream(id, &exec, interactive).await?;
     let kill = CancellationToken::new();
+    let (attach, attached) = mpsc::unbounded_channel();
     let pid = e2b.processes.insert(Proc {
         sandbox: id.clone(),
         tag: req.tag,
         config,
         input: handle.input.clone(),
         kill: kill.clone(),
+        attach,
     });
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let e2b = e2b.clone();
     let keepalive = keepalive_interval(headers);
+    let deadline = deadline.map(|d| arrived + d);
+    // The starting stream's deadline ends the command, as envd does; the
+    // command outlives the stream otherwise (a client that goes away
+    // leaves it running, to be reconnected by pid or tag).
+    let (first, resp) = stream_out(deadline, keepalive, Some(kill.clone()));
+    let e2b = e2b.clone();
     let pty = tty.is_some();
     let shutdown = app.manager.shutdown_token();
     tokio::spawn(async move {
-        let deadline = deadline.map(|d| arrived + d);
-        relay(handle, tx, pid, pty, deadline, keepalive, kill, shutdown).await;
+        relay(handle, first, attached, pid, pty, kill, shutdown).await;
         e2b.processes.remove(pid);
     });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    Ok(resp)
+}
+
+/// `Process.Connect`: a new stream of a running command's events, from
+/// its `start` on (earlier output is not replayed, as with envd). Its
+/// deadline ends the stream only.
+async fn connect_stream(
+    app: &AppState,
+    e2b: &E2b,
+    id: &SandboxId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ConnectError> {
+    let arrived = tokio::time::Instant::now();
+    let r: SelectorRequest = connect::decode_stream_request(headers, body)?;
+    app.manager.runnable(id).await?;
+    let sel = r.process.unwrap_or_default();
+    let pid = e2b.processes.select(id, &sel)?;
+    let deadline = connect::timeout(headers).map(|d| arrived + d);
+    let (sub, resp) = stream_out(deadline, keepalive_interval(headers), None);
+    let attached = e2b
+        .processes
+        .with(pid, |p| p.attach.send(sub).is_ok())
+        .unwrap_or(false);
+    if !attached {
+        return Err(ConnectError::new(
+            Code::NotFound,
+            format!("process with pid {pid} not found"),
+        ));
+    }
+    Ok(resp)
+}
+
+/// One client stream: a task that forwards the relay's frames, sends
+/// keepalives (at least every half deadline: older Python SDKs read a
+/// stream with a read timeout equal to its deadline, counted from the last
+/// chunk) and ends the stream with `deadline_exceeded` at its
+/// `Connect-Timeout-Ms`, cancelling `on_deadline` if given.
+fn stream_out(
+    deadline: Option<tokio::time::Instant>,
+    keepalive: Duration,
+    on_deadline: Option<CancellationToken>,
+) -> (mpsc::Sender<Frame>, Response) {
+    let (frames, mut rx) = mpsc::channel::<Frame>(64);
+    let (tx, out) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let now = tokio::time::Instant::now();
+        let sleep = tokio::time::sleep_until(
+            deadline.unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)),
+        );
+        tokio::pin!(sleep);
+        let keepalive = match deadline {
+            Some(d) => keepalive
+                .min(d.saturating_duration_since(now) / 2)
+                .max(Duration::from_millis(10)),
+            None => keepalive,
+        };
+        let mut ticks = tokio::time::interval_at(now + keepalive, keepalive);
+        loop {
+            tokio::select! {
+                f = rx.recv() => match f {
+                    Some(Frame::Msg(b)) => {
+                        if tx.send(b).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Frame::Last(bs)) => {
+                        for b in bs {
+                            let _ = tx.send(b).await;
+                        }
+                        return;
+                    }
+                    None => {
+                        let err = ConnectError::new(Code::Unavailable, "the command's stream ended without an exit status");
+                        let _ = tx.send(connect::end_stream(Some(&err))).await;
+                        return;
+                    }
+                },
+                _ = &mut sleep => {
+                    let msg = if on_deadline.is_some() {
+                        "the command ran past its timeout (Connect-Timeout-Ms) and was killed"
+                    } else {
+                        "the stream ran past its timeout (Connect-Timeout-Ms); the command goes on"
+                    };
+                    let err = ConnectError::new(Code::DeadlineExceeded, msg);
+                    let _ = tx.send(connect::end_stream(Some(&err))).await;
+                    if let Some(kill) = on_deadline {
+                        kill.cancel();
+                    }
+                    return;
+                }
+                _ = ticks.tick() => {
+                    if tx.send(event(json!({"keepalive": {}}))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(out).map(Ok::<_, Infallible>);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static(connect::STREAM_CONTENT_TYPE),
     );
-    Ok(resp)
+    (frames, resp)
 }
 
 use futures::StreamExt;
 
-/// Relays one command's events to its stream until it ends, the deadline
-/// passes, it is killed, or the client goes away (dropping the handle
-/// kills the command).
-#[allow(clippy::too_many_arguments)]
+/// Sends `f` to every stream; drops the streams that are gone.
+async fn fan_out(streams: &mut Vec<mpsc::Sender<Frame>>, f: Frame) {
+    let mut live = Vec::with_capacity(streams.len());
+    for s in streams.drain(..) {
+        if s.send(f.clone()).await.is_ok() {
+            live.push(s);
+        }
+    }
+    *streams = live;
+}
+
+/// Relays one command's events to its streams (the starting one, then any
+/// that `Connect`) until it ends, is killed or the server shuts down.
+/// With no stream left the command goes on and its output is dropped.
 async fn relay(
     mut handle: crate::manager::ExecStreamHandle,
-    tx: mpsc::Sender<Bytes>,
+    first: mpsc::Sender<Frame>,
+    mut attached: mpsc::UnboundedReceiver<mpsc::Sender<Frame>>,
     pid: u32,
     pty: bool,
-    deadline: Option<tokio::time::Instant>,
-    keepalive: Duration,
     kill: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    if tx
-        .send(event(json!({"start": {"pid": pid}})))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let now = tokio::time::Instant::now();
-    let sleep =
-        tokio::time::sleep_until(deadline.unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)));
-    tokio::pin!(sleep);
-    // Older Python SDKs read a stream with a read timeout equal to its
-    // deadline, counted from the last chunk: a keepalive at least every
-    // half deadline keeps that timer from firing before our
-    // deadline_exceeded arrives.
-    let keepalive = match deadline {
-        Some(d) => keepalive
-            .min(d.saturating_duration_since(now) / 2)
-            .max(Duration::from_millis(10)),
-        None => keepalive,
-    };
-    let mut ticks = tokio::time::interval_at(now + keepalive, keepalive);
+    let start = || Frame::Msg(event(json!({"start": {"pid": pid}})));
+    let mut streams = vec![first];
+    fan_out(&mut streams, start()).await;
     loop {
         tokio::select! {
             ev = handle.output.recv() => match ev {
@@ -454,9 +560,7 @@ async fn relay(
                         (false, StreamKind::Stderr) => "stderr",
                     };
                     let msg = event(json!({"data": {field: B64.encode(&data)}}));
-                    if tx.send(msg).await.is_err() {
-                        return;
-                    }
+                    fan_out(&mut streams, Frame::Msg(msg)).await;
                 }
                 Some(ExecEvent::Exit { exit_code, timed_out, .. }) => {
                     let mut end = json!({
@@ -467,38 +571,32 @@ async fn relay(
                     if timed_out {
                         end["error"] = json!("the command ran past the server's exec timeout");
                     }
-                    let _ = tx.send(event(json!({"end": end}))).await;
-                    let _ = tx.send(connect::end_stream(None)).await;
+                    let last = Frame::Last(vec![event(json!({"end": end})), connect::end_stream(None)]);
+                    fan_out(&mut streams, last).await;
                     return;
                 }
                 None => {
                     let err = ConnectError::new(Code::Unavailable, "the command's stream ended without an exit status");
-                    let _ = tx.send(connect::end_stream(Some(&err))).await;
+                    fan_out(&mut streams, Frame::Last(vec![connect::end_stream(Some(&err))])).await;
                     return;
                 }
             },
-            _ = &mut sleep => {
-                let err = ConnectError::new(Code::DeadlineExceeded, "the command ran past its timeout (Connect-Timeout-Ms) and was killed");
-                let _ = tx.send(connect::end_stream(Some(&err))).await;
-                return;
+            Some(s) = attached.recv() => {
+                if s.send(start()).await.is_ok() {
+                    streams.push(s);
+                }
             }
             _ = kill.cancelled() => {
                 let end = json!({"exitCode": -1, "exited": false, "status": "signal: killed"});
-                let _ = tx.send(event(json!({"end": end}))).await;
-                let _ = tx.send(connect::end_stream(None)).await;
+                let last = Frame::Last(vec![event(json!({"end": end})), connect::end_stream(None)]);
+                fan_out(&mut streams, last).await;
                 return;
             }
             _ = shutdown.cancelled() => {
                 let err = ConnectError::new(Code::Unavailable, "the server is shutting down");
-                let _ = tx.send(connect::end_stream(Some(&err))).await;
+                fan_out(&mut streams, Frame::Last(vec![connect::end_stream(Some(&err))])).await;
                 return;
             }
-            _ = ticks.tick() => {
-                if tx.send(event(json!({"keepalive": {}}))).await.is_err() {
-                    return;
-                }
-            }
-            _ = tx.closed() => return,
         }
     }
 }
