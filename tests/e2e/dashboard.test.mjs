@@ -187,6 +187,14 @@ step('upload a file, read it back, download it and delete it', async () => {
   await row.waitFor({ state: 'detached' });
 });
 
+step('pause and resume the sandbox from its page', async () => {
+  await go(`#/sandboxes/${state.id}`, state.id);
+  await page.getByRole('button', { name: `Pause ${state.id}` }).click();
+  await page.locator('.page-head .badge.state-paused').waitFor();
+  await page.getByRole('button', { name: `Resume ${state.id}` }).click();
+  await page.locator('.page-head .badge.state-running').waitFor();
+});
+
 step('destroy the sandbox with confirmation', async () => {
   await go(`#/sandboxes/${state.id}`, state.id);
   await page.getByRole('button', { name: 'Destroy' }).first().click();
@@ -202,7 +210,7 @@ step('destroy the sandbox with confirmation', async () => {
 step('each step appears in the events list', async () => {
   await go('#/events', 'Events');
   await page.fill('form.filters input[name="sandbox"]', state.id);
-  const want = ['sandbox.created', 'exec.started', 'file.written', 'sandbox.destroyed'];
+  const want = ['sandbox.created', 'exec.started', 'file.written', 'sandbox.paused', 'sandbox.resumed', 'sandbox.destroyed'];
   for (const type of want) {
     await page.locator(`ol.event-list li.event[data-type="${type}"]`).first().waitFor({ timeout: TIMEOUT });
   }

@@ -14,6 +14,10 @@ pub enum EventType {
     SandboxCreated,
     #[serde(rename = "sandbox.running")]
     SandboxRunning,
+    #[serde(rename = "sandbox.paused")]
+    SandboxPaused,
+    #[serde(rename = "sandbox.resumed")]
+    SandboxResumed,
     #[serde(rename = "sandbox.expired")]
     SandboxExpired,
     #[serde(rename = "sandbox.destroyed")]
@@ -46,9 +50,11 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 18] = [
         EventType::SandboxCreated,
         EventType::SandboxRunning,
+        EventType::SandboxPaused,
+        EventType::SandboxResumed,
         EventType::SandboxExpired,
         EventType::SandboxDestroyed,
         EventType::SandboxError,
@@ -69,6 +75,8 @@ impl EventType {
         match self {
             EventType::SandboxCreated => "sandbox.created",
             EventType::SandboxRunning => "sandbox.running",
+            EventType::SandboxPaused => "sandbox.paused",
+            EventType::SandboxResumed => "sandbox.resumed",
             EventType::SandboxExpired => "sandbox.expired",
             EventType::SandboxDestroyed => "sandbox.destroyed",
             EventType::SandboxError => "sandbox.error",

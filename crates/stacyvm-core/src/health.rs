@@ -34,6 +34,10 @@ pub enum Capability {
     Container,
     /// Per-sandbox CPU/memory/pids figures.
     ResourceStats,
+    /// Freeze and thaw a sandbox in memory (`pause` / `resume`).
+    Pause,
+    /// Checkpoint a sandbox to disk and restore it (`hibernate`).
+    Hibernate,
     /// Network mode `allow`: egress limited to a policy's entries.
     NetworkAllow,
     /// Network mode `host`, enabled by the server's config.
@@ -53,6 +57,8 @@ impl Capability {
             Capability::RuntimeInventory => "runtime_inventory",
             Capability::Container => "container",
             Capability::ResourceStats => "resource_stats",
+            Capability::Pause => "pause",
+            Capability::Hibernate => "hibernate",
             Capability::NetworkAllow => "network_allow",
             Capability::NetworkHost => "network_host",
         }
@@ -79,4 +85,8 @@ pub struct ProviderHealth {
     pub capabilities: Vec<Capability>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_count: Option<u64>,
+    /// Capabilities the provider lacks on this host, each with why (e.g.
+    /// `hibernate`: CRIU does not work here).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unavailable: std::collections::BTreeMap<String, String>,
 }

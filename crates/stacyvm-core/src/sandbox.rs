@@ -27,6 +27,10 @@ use crate::{OwnerId, SandboxId};
 pub enum SandboxState {
     Creating,
     Running,
+    /// Frozen by `POST /sandboxes/{id}/pause`: processes and memory are
+    /// kept, no CPU is used; `resume` (or, per `defaults.auto_resume`, the
+    /// next exec, file or terminal call) thaws it.
+    Paused,
     Unhealthy,
     Expired,
     Destroying,
@@ -35,9 +39,10 @@ pub enum SandboxState {
 }
 
 impl SandboxState {
-    pub const ALL: [SandboxState; 7] = [
+    pub const ALL: [SandboxState; 8] = [
         SandboxState::Creating,
         SandboxState::Running,
+        SandboxState::Paused,
         SandboxState::Unhealthy,
         SandboxState::Expired,
         SandboxState::Destroying,
@@ -49,6 +54,7 @@ impl SandboxState {
         match self {
             SandboxState::Creating => "creating",
             SandboxState::Running => "running",
+            SandboxState::Paused => "paused",
             SandboxState::Unhealthy => "unhealthy",
             SandboxState::Expired => "expired",
             SandboxState::Destroying => "destroying",

@@ -114,7 +114,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeStatus {
     Running,
-    /// Exists but is not running (stopped, paused, dead).
+    /// Frozen by [`Provider::pause`]: its processes exist but get no CPU.
+    Paused,
+    /// Exists but is not running (stopped, dead).
     Stopped,
     /// The provider has no runtime for this id.
     Missing,
@@ -248,6 +250,28 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// provider cannot list them.
     async fn inventory(&self) -> Result<Option<Vec<RuntimeInfo>>, ProviderError> {
         Ok(None)
+    }
+
+    /// Freezes every process of the sandbox (capability `pause`): memory,
+    /// open files and sockets are kept, no CPU is used, and
+    /// [`Provider::status`] then reports [`RuntimeStatus::Paused`], also to
+    /// a new server process. Returns once the freeze is complete. Pausing a
+    /// paused sandbox succeeds.
+    async fn pause(&self, _id: &SandboxId) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported("pause"))
+    }
+
+    /// Thaws a sandbox frozen by [`Provider::pause`]; resuming a running
+    /// sandbox succeeds.
+    async fn resume(&self, _id: &SandboxId) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported("resume"))
+    }
+
+    /// Why this provider cannot hibernate sandboxes on this host (capability
+    /// `hibernate` missing), for health and capability listings; `None`
+    /// when it can or does not try.
+    fn hibernate_unavailable(&self) -> Option<String> {
+        None
     }
 
     /// The egress policy a sandbox runs under. The default suits providers

@@ -40,6 +40,42 @@ async fn sandboxes_survive_a_provider_restart_and_are_readopted() {
     assert!(p.inventory().await.unwrap().unwrap().is_empty());
 }
 
+/// Pause survives a server restart: a new provider on the same data dir
+/// sees the frozen runtime as `Paused` (status and inventory), resumes it
+/// with its files intact, and a paused sandbox can be destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_sandbox_stays_paused_across_a_provider_restart() {
+    let Some(env) = env().await else { return };
+    let id = SandboxId::generate();
+    env.provider.spawn(&spawn_spec(&id)).await.unwrap();
+    run(&env.provider, &id, "echo kept > /workspace/state").await;
+    env.provider.pause(&id).await.unwrap();
+    let config = env.provider.config().clone();
+
+    let images = ImageStore::open(env.dir.path().join("images"), ImageConfig::default()).unwrap();
+    let p = NativeProvider::new(config, images).unwrap();
+    assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Paused);
+    let inv = p.inventory().await.unwrap().unwrap();
+    let found = inv.iter().find(|r| r.id == id).expect("in inventory");
+    assert_eq!(found.status, RuntimeStatus::Paused);
+    p.resume(&id).await.unwrap();
+    assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Running);
+    let (code, out, _) = run(&p, &id, "cat /workspace/state").await;
+    assert_eq!((code, out.as_str()), (0, "kept\n"));
+
+    // Destroy while paused leaves nothing behind.
+    p.pause(&id).await.unwrap();
+    p.destroy(&id).await.unwrap();
+    assert_eq!(p.status(&id).await.unwrap(), RuntimeStatus::Missing);
+    let rel = format!("/stacyvm/{id}");
+    assert!(
+        cgroup_dirs(&rel).is_empty(),
+        "cgroup left: {:?}",
+        cgroup_dirs(&rel)
+    );
+    assert!(p.inventory().await.unwrap().unwrap().is_empty());
+}
+
 fn p50(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]

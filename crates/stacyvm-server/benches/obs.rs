@@ -126,6 +126,7 @@ fn snapshot(sandboxes: usize) -> ScrapeSnapshot {
                 error: None,
                 capabilities: vec![Capability::Spawn],
                 runtime_count: Some(sandboxes as u64 / 3),
+                unavailable: Default::default(),
             })
             .collect(),
         events: EventStats {

@@ -157,6 +157,13 @@ pub struct DefaultsConfig {
     /// Most bytes of each of stdout and stderr a non-streamed exec returns;
     /// the rest is dropped and the reply says `truncated: true`.
     pub max_exec_output_bytes: u64,
+    /// Exec, file and terminal calls on a paused sandbox resume it first;
+    /// when false they answer 409 `sandbox_paused`.
+    pub auto_resume: bool,
+    /// TTL while paused. `0s` (default): the clock keeps running, a paused
+    /// sandbox expires when it would have running. Otherwise a pause also
+    /// caps the expiry at pause time + `paused_ttl` (never extends it).
+    pub paused_ttl: GoDuration,
 }
 
 impl Default for DefaultsConfig {
@@ -174,6 +181,8 @@ impl Default for DefaultsConfig {
             max_memory_mb: 16 * 1024,
             max_vcpus: 16,
             max_exec_output_bytes: stacyvm_providers::DEFAULT_MAX_OUTPUT_BYTES as u64,
+            auto_resume: true,
+            paused_ttl: GoDuration::ZERO,
         }
     }
 }

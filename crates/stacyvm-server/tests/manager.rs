@@ -372,3 +372,104 @@ async fn reconciliation_adopts_and_marks() {
     );
     drop(dir);
 }
+
+/// A pause cut short between the runtime and the record (the server died
+/// after freezing): reconciliation trusts the runtime and records `paused`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_sees_a_frozen_runtime_as_paused() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let f = fixture_with(limits(), Arc::new(SystemClock), Some(store.clone()), None).await;
+    let sb = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
+    f.provider.inner.pause(&sb.id).await.unwrap();
+    let report = f.manager.reconcile().await.unwrap();
+    assert_eq!(report.kept, 1, "{report:?}");
+    assert_eq!(
+        store.get_sandbox(&sb.id).await.unwrap().state,
+        SandboxState::Paused
+    );
+    let resumed = f.manager.resume(&sb.id).await.unwrap();
+    assert_eq!(resumed.state, SandboxState::Running);
+    assert_eq!(
+        f.provider.inner.status(&sb.id).await.unwrap(),
+        stacyvm_providers::RuntimeStatus::Running
+    );
+}
+
+/// `defaults.paused_ttl`: zero keeps the clock running (expiry unchanged);
+/// otherwise a pause brings the expiry forward to pause + paused_ttl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_ttl_caps_the_expiry_and_zero_keeps_it() {
+    let f = fixture(limits()).await;
+    let sb = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
+    let paused = f.manager.pause(&sb.id).await.unwrap();
+    assert_eq!(paused.expires_at, sb.expires_at);
+
+    let f = fixture(DefaultsConfig {
+        paused_ttl: GoDuration::from_secs(10),
+        ..limits()
+    })
+    .await;
+    let sb = f
+        .manager
+        .spawn(&SpawnRequest::default(), None)
+        .await
+        .unwrap();
+    let before = chrono::Utc::now();
+    let paused = f.manager.pause(&sb.id).await.unwrap();
+    assert!(paused.expires_at < sb.expires_at);
+    assert!(paused.expires_at <= chrono::Utc::now() + chrono::Duration::seconds(10));
+    assert!(paused.expires_at >= before + chrono::Duration::seconds(9));
+    assert_eq!(
+        f.manager.get(&sb.id).await.unwrap().expires_at,
+        paused.expires_at
+    );
+}
+
+/// Pause, resume and destroy racing on one sandbox: it ends destroyed with
+/// no runtime left, never paused or running again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_destroy_race_to_a_destroyed_sandbox() {
+    let f = fixture(limits()).await;
+    for _ in 0..10 {
+        let sb = f
+            .manager
+            .spawn(&SpawnRequest::default(), None)
+            .await
+            .unwrap();
+        let (m1, m2, m3) = (f.manager.clone(), f.manager.clone(), f.manager.clone());
+        let (i1, i2, i3) = (sb.id.clone(), sb.id.clone(), sb.id.clone());
+        let pauses = tokio::spawn(async move {
+            for _ in 0..5 {
+                let _ = m1.pause(&i1).await;
+                let _ = m1.resume(&i1).await;
+            }
+        });
+        let more = tokio::spawn(async move {
+            for _ in 0..5 {
+                let _ = m2.pause(&i2).await;
+            }
+        });
+        let destroy = tokio::spawn(async move { m3.destroy(&i3).await });
+        pauses.await.unwrap();
+        more.await.unwrap();
+        destroy.await.unwrap().unwrap();
+        let rec = f.manager.get(&sb.id).await.unwrap();
+        assert_eq!(rec.state, SandboxState::Destroyed);
+        assert_eq!(
+            f.provider.inner.status(&sb.id).await.unwrap(),
+            stacyvm_providers::RuntimeStatus::Missing
+        );
+        assert!(matches!(
+            f.manager.pause(&sb.id).await,
+            Err(ManagerError::NotFound(_))
+        ));
+    }
+}

@@ -63,6 +63,7 @@ async fn metrics(State(m): State<Arc<OperationMetrics>>) -> impl IntoResponse {
             error: None,
             capabilities: vec![Capability::Spawn],
             runtime_count: Some(1),
+            unavailable: Default::default(),
         }],
         sandbox_resources: vec![SandboxResources {
             sandbox: "sb-0123abcd".to_owned(),

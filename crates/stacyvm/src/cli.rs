@@ -37,6 +37,16 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Freeze sandboxes in memory (processes, files and sockets are kept).
+    Pause {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Thaw paused sandboxes.
+    Resume {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Move files in and out of a sandbox.
     #[command(subcommand)]
     Files(commands::FilesCommand),
@@ -71,6 +81,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Exec(args) => commands::exec(&cli.conn, args).await,
         Command::List(args) => commands::list(&cli.conn, args).await,
         Command::Kill { ids } => commands::kill(&cli.conn, &ids).await,
+        Command::Pause { ids } => commands::lifecycle(&cli.conn, &ids, "pause").await,
+        Command::Resume { ids } => commands::lifecycle(&cli.conn, &ids, "resume").await,
         Command::Files(cmd) => commands::files(&cli.conn, cmd).await,
         Command::Nodes(args) => commands::nodes(&cli.conn, args).await,
         Command::Image { config, cmd } => serve::image(config.as_deref(), cmd)

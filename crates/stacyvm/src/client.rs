@@ -160,6 +160,16 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /sandboxes/{id}/{action}` (`pause`, `resume`): the sandbox after.
+    pub async fn lifecycle(&self, id: &str, action: &str) -> Result<Sandbox> {
+        self.json(
+            &format!("{action} {id}"),
+            self.http
+                .post(self.url(&format!("/sandboxes/{id}/{action}"))),
+        )
+        .await
+    }
+
     /// Runs a command and waits for its result (`stream` is ignored).
     pub async fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecResponse> {
         let req = ExecRequest {

@@ -270,6 +270,26 @@ pub async fn kill(conn: &Connection, ids: &[String]) -> Result<ExitCode> {
     })
 }
 
+/// `pause` or `resume` each sandbox; prints `ID STATE`.
+pub async fn lifecycle(conn: &Connection, ids: &[String], action: &str) -> Result<ExitCode> {
+    let api = Client::new(conn)?;
+    let mut failed = false;
+    for id in ids {
+        match api.lifecycle(id, action).await {
+            Ok(sb) => println_out(&format!("{id} {}", sb.state)),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub async fn files(conn: &Connection, cmd: FilesCommand) -> Result<ExitCode> {
     let api = Client::new(conn)?;
     match cmd {

@@ -199,3 +199,47 @@ fn openapi_prints_the_document() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/sandboxes"]["post"].is_object());
 }
+
+/// `pause` / `resume`, and a pause that survives `kill -9` of the server:
+/// the restarted server still reports the sandbox `paused`.
+#[test]
+fn pause_resume_and_a_pause_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let out = cli(&server, &["spawn"]);
+    assert!(out.status.success(), "{out:?}");
+    let id = stdout(&out).trim().to_string();
+    let out = cli(&server, &["pause", &id]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(0), format!("{id} paused\n")),
+        "{out:?}"
+    );
+    // SIGKILL: no shutdown path runs.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = serve(dir.path());
+    let out = cli(&server, &["list"]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.contains(&id))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("paused"), "{}", stdout(&out));
+    let out = cli(&server, &["resume", &id]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(0), format!("{id} running\n")),
+        "{out:?}"
+    );
+    let out = cli(&server, &["exec", &id, "--", "echo", "back"]);
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "back\n")
+    );
+    let out = cli(&server, &["pause", "sb-00000000"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}

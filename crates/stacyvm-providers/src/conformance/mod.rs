@@ -23,6 +23,7 @@ mod escape;
 mod exec;
 mod files;
 mod limits;
+mod pause;
 mod public;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ pub use self::files::{
     case_file_write_creates_parents_and_mode,
 };
 pub use self::limits::{case_exec_input_limits, case_exec_output_limit};
+pub use self::pause::case_pause_keeps_a_counter_frozen;
 pub use self::public::case_errors_are_public;
 
 /// What a provider's test hands the suite.
@@ -99,6 +101,7 @@ pub async fn run_all(h: &Harness) {
     case_errors_are_public(h).await;
     case_logs(h).await;
     case_health(h).await;
+    case_pause_keeps_a_counter_frozen(h).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance case. The argument is an
@@ -137,6 +140,7 @@ macro_rules! conformance_tests {
             case_errors_are_public,
             case_logs,
             case_health,
+            case_pause_keeps_a_counter_frozen,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -198,12 +198,12 @@ impl Inner {
         let docker = self.client.get()?;
         match docker.inspect_container(&container_name(id), None).await {
             Ok(info) => {
-                let running = info.state.as_ref().and_then(|s| s.running) == Some(true)
-                    && info.state.as_ref().and_then(|s| s.paused) != Some(true);
-                Ok(if running {
-                    RuntimeStatus::Running
-                } else {
-                    RuntimeStatus::Stopped
+                let running = info.state.as_ref().and_then(|s| s.running) == Some(true);
+                let paused = info.state.as_ref().and_then(|s| s.paused) == Some(true);
+                Ok(match (running, paused) {
+                    (true, true) => RuntimeStatus::Paused,
+                    (true, false) => RuntimeStatus::Running,
+                    _ => RuntimeStatus::Stopped,
                 })
             }
             Err(e) if is_no_such_container(&e) => Ok(RuntimeStatus::Missing),
@@ -211,8 +211,53 @@ impl Inner {
         }
     }
 
+    /// The Engine's pause (cgroup freezer) or unpause; already in the
+    /// wanted state is success.
+    pub(crate) async fn set_paused(
+        &self,
+        id: &SandboxId,
+        paused: bool,
+    ) -> Result<(), ProviderError> {
+        let want = if paused {
+            RuntimeStatus::Paused
+        } else {
+            RuntimeStatus::Running
+        };
+        match self.status(id).await? {
+            RuntimeStatus::Missing => return Err(ProviderError::Destroyed(id.to_string())),
+            RuntimeStatus::Stopped => {
+                return Err(ProviderError::Conflict(format!(
+                    "sandbox {id} is not running, cannot {}",
+                    if paused { "pause" } else { "resume" }
+                )));
+            }
+            s if s == want => return Ok(()),
+            _ => {}
+        }
+        let docker = self.client.get()?;
+        let name = container_name(id);
+        let result = if paused {
+            docker.pause_container(&name).await
+        } else {
+            docker.unpause_container(&name).await
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if is_no_such_container(&e) => Err(ProviderError::Destroyed(id.to_string())),
+            Err(e) => Err(self.container_error(e, id)),
+        }
+    }
+
     pub(crate) async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
         let docker = self.client.get()?;
+        // A forced remove of a paused container can fail (gVisor's runsc
+        // cannot kill a paused sandbox under load): thaw it first.
+        if matches!(self.status(id).await, Ok(RuntimeStatus::Paused))
+            && let Err(e) = docker.unpause_container(&container_name(id)).await
+            && !is_no_such_container(&e)
+        {
+            tracing::debug!(sandbox_id = %id, error = %e, "unpausing before destroy");
+        }
         let opts = RemoveContainerOptions {
             force: true,
             v: true,
@@ -258,6 +303,7 @@ impl Inner {
             use bollard::models::ContainerSummaryStateEnum as S;
             let status = match c.state {
                 Some(S::RUNNING) => RuntimeStatus::Running,
+                Some(S::PAUSED) => RuntimeStatus::Paused,
                 _ => RuntimeStatus::Stopped,
             };
             let spec_labels = labels_from(&labels);

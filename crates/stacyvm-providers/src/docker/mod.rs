@@ -83,7 +83,13 @@ impl Provider for DockerProvider {
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        crate::capabilities::container()
+        let mut caps = crate::capabilities::container();
+        caps.push(Capability::Pause);
+        caps
+    }
+
+    fn hibernate_unavailable(&self) -> Option<String> {
+        Some(crate::capabilities::hibernate_unavailable())
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -110,6 +116,14 @@ impl Provider for DockerProvider {
 
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
         self.inner.destroy(id).await
+    }
+
+    async fn pause(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.inner.set_paused(id, true).await
+    }
+
+    async fn resume(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.inner.set_paused(id, false).await
     }
 
     async fn exec_stream(

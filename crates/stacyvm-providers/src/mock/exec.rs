@@ -63,6 +63,48 @@ pub(super) fn signal_group(pgid: i32, sig: Signal) {
     }
 }
 
+/// Waits (at most 2 s) until every process of `groups` is stopped, read
+/// from `/proc/<pid>/stat` (state `T`), so a pause is complete on return.
+pub(super) async fn wait_stopped(groups: &[i32]) {
+    if groups.is_empty() {
+        return;
+    }
+    let groups = groups.to_vec();
+    let _ = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline && !all_stopped(&groups) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    })
+    .await;
+}
+
+fn all_stopped(groups: &[i32]) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for e in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (Some(state), _, Some(pgrp)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(pgrp) = pgrp.parse::<i32>() else {
+            continue;
+        };
+        if groups.contains(&pgrp) && !matches!(state, "T" | "t" | "Z" | "X") {
+            return false;
+        }
+    }
+    true
+}
+
 /// Whether any process of group `pgid` is still alive.
 pub(super) fn group_alive(pgid: i32) -> bool {
     Pid::from_raw(pgid).is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())

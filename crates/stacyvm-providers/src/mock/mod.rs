@@ -74,6 +74,8 @@ struct MockSandbox {
     logs: Mutex<VecDeque<String>>,
     /// Process groups started here that may still have members.
     groups: Mutex<HashSet<i32>>,
+    /// Stopped by [`Provider::pause`] (also recorded in `<id>.paused`).
+    paused: AtomicBool,
 }
 
 impl MockSandbox {
@@ -96,8 +98,19 @@ impl MockSandbox {
             .drain()
             .collect();
         for pgid in groups {
+            // A stopped process takes SIGKILL too; CONT makes sure.
             exec::signal_group(pgid, Signal::KILL);
+            exec::signal_group(pgid, Signal::CONT);
         }
+    }
+
+    fn tracked_groups(&self) -> Vec<i32> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 }
 
@@ -182,6 +195,21 @@ impl MockProvider {
         self.inner.base.join(format!("{id}.json"))
     }
 
+    /// Present while the sandbox is paused; holds the stopped groups.
+    fn paused_path(&self, id: &SandboxId) -> PathBuf {
+        self.inner.base.join(format!("{id}.paused"))
+    }
+
+    fn runtime_status(sb: &MockSandbox) -> RuntimeStatus {
+        if !sb.fs.root().is_dir() {
+            RuntimeStatus::Missing
+        } else if sb.paused.load(Ordering::SeqCst) {
+            RuntimeStatus::Paused
+        } else {
+            RuntimeStatus::Running
+        }
+    }
+
     fn adopt_existing(&self) {
         let Ok(entries) = std::fs::read_dir(&self.inner.base) else {
             return;
@@ -198,6 +226,15 @@ impl MockProvider {
                 continue;
             };
             let sb = self.make_sandbox(&id, record);
+            if let Ok(json) = std::fs::read(self.paused_path(&id)) {
+                // The groups it stopped, so resume can continue them.
+                let groups: Vec<i32> = serde_json::from_slice(&json).unwrap_or_default();
+                sb.groups
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(groups.into_iter().filter(|g| exec::group_alive(*g)));
+                sb.paused.store(true, Ordering::SeqCst);
+            }
             sb.log("adopted after restart".into());
             self.sandboxes().insert(id, sb);
         }
@@ -210,6 +247,7 @@ impl MockProvider {
             record,
             logs: Mutex::new(VecDeque::new()),
             groups: Mutex::new(HashSet::new()),
+            paused: AtomicBool::new(false),
         })
     }
 
@@ -242,7 +280,15 @@ impl Provider for MockProvider {
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        crate::capabilities::PROCESS.to_vec()
+        // Pause stops the process groups of the commands it started
+        // (SIGSTOP/SIGCONT): honest for what a mock sandbox holds.
+        let mut caps = crate::capabilities::PROCESS.to_vec();
+        caps.push(Capability::Pause);
+        caps
+    }
+
+    fn hibernate_unavailable(&self) -> Option<String> {
+        Some("the mock provider runs host processes and cannot checkpoint them".into())
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -296,11 +342,40 @@ impl Provider for MockProvider {
         let Some(sb) = self.sandboxes().get(id).cloned() else {
             return Ok(RuntimeStatus::Missing);
         };
-        Ok(if sb.fs.root().is_dir() {
-            RuntimeStatus::Running
-        } else {
-            RuntimeStatus::Missing
-        })
+        Ok(Self::runtime_status(&sb))
+    }
+
+    async fn pause(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.check_up()?;
+        let sb = self.get(id)?;
+        let groups = sb.tracked_groups();
+        let json = serde_json::to_vec(&groups)
+            .map_err(|e| ProviderError::internal(format!("cannot pause sandbox {id}"), e))?;
+        let marker = self.paused_path(id);
+        tokio::task::spawn_blocking(move || std::fs::write(marker, json))
+            .await
+            .map_err(|e| ProviderError::internal(format!("cannot pause sandbox {id}"), e))?
+            .map_err(|e| ProviderError::internal(format!("cannot pause sandbox {id}"), e))?;
+        sb.paused.store(true, Ordering::SeqCst);
+        for g in &groups {
+            exec::signal_group(*g, Signal::STOP);
+        }
+        exec::wait_stopped(&groups).await;
+        sb.log("paused".into());
+        Ok(())
+    }
+
+    async fn resume(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.check_up()?;
+        let sb = self.get(id)?;
+        for g in sb.tracked_groups() {
+            exec::signal_group(g, Signal::CONT);
+        }
+        sb.paused.store(false, Ordering::SeqCst);
+        let marker = self.paused_path(id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(marker)).await;
+        sb.log("resumed".into());
+        Ok(())
     }
 
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
@@ -316,12 +391,14 @@ impl Provider for MockProvider {
         let _ = tokio::task::spawn_blocking(move || kill_marked(&marked)).await;
         let root = self.sandbox_root(id);
         let record = self.record_path(id);
+        let paused = self.paused_path(id);
         let removed = tokio::task::spawn_blocking(move || {
             let gone = |r: std::io::Result<()>| match r {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             };
             gone(remove_tree(&root))?;
+            gone(std::fs::remove_file(&paused))?;
             gone(std::fs::remove_file(&record))
         })
         .await
@@ -343,6 +420,9 @@ impl Provider for MockProvider {
     ) -> Result<ExecSession, ProviderError> {
         self.check_up()?;
         let sb = self.get(id)?;
+        if sb.paused.load(Ordering::SeqCst) {
+            return Err(ProviderError::Conflict(format!("sandbox {id} is paused")));
+        }
         spec.check_size()?;
         let workdir = if spec.workdir.is_empty() {
             "/"
@@ -403,11 +483,7 @@ impl Provider for MockProvider {
             .values()
             .map(|sb| RuntimeInfo {
                 id: sb.id.clone(),
-                status: if sb.fs.root().is_dir() {
-                    RuntimeStatus::Running
-                } else {
-                    RuntimeStatus::Missing
-                },
+                status: Self::runtime_status(sb),
                 image: sb.record.image.clone(),
                 created_at: Some(sb.record.created_at),
                 labels: sb.record.labels.clone(),

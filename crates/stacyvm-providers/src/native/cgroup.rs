@@ -57,6 +57,18 @@ pub fn usage(rel: &str) -> Option<ResourceUsage> {
     })
 }
 
+/// Whether cgroup `rel` is frozen or freezing: v1 `freezer.state`, or v2
+/// `cgroup.freeze` (unified root or a hybrid host's `unified` mount).
+pub fn is_frozen(rel: &str) -> bool {
+    let rel = rel.trim_start_matches('/');
+    let root = Path::new(ROOT);
+    let v1 = std::fs::read_to_string(root.join("freezer").join(rel).join("freezer.state"))
+        .is_ok_and(|s| s.trim() != "THAWED");
+    v1 || [root.join(rel), root.join("unified").join(rel)]
+        .into_iter()
+        .any(|d| std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"))
+}
+
 /// The cgroup directories of `rel` that exist (for leak checks).
 pub fn existing_dirs(rel: &str) -> Vec<PathBuf> {
     let rel = rel.trim_start_matches('/');

@@ -418,6 +418,12 @@ impl NativeProvider {
         // Our own kill is much cheaper than the runtime's (see `init`); the
         // runtime's forced delete stays for what we cannot identify.
         let runtime = &self.inner.runtime;
+        // Frozen tasks take no signal: thaw a paused sandbox first.
+        if (cgroup::is_frozen(&cgroup::path_for(id.as_str())) || runtime.gvisor_paused(id).await)
+            && let Err(e) = runtime.set_frozen(id.as_str(), false).await
+        {
+            tracing::debug!(sandbox_id = %id, error = %ErrorChain(&e), "thawing before destroy");
+        }
         let stopped = if runtime.pid_file_is_init() {
             init::kill(&p.init_pid, &cgroup::path_for(id.as_str()), INIT_EXIT_TIMEOUT)
                 .await
@@ -584,7 +590,29 @@ async fn tail_async(path: &Path, n: usize) -> Vec<String> {
 fn runtime_status(status: &str) -> RuntimeStatus {
     match status {
         "running" => RuntimeStatus::Running,
+        "paused" => RuntimeStatus::Paused,
         _ => RuntimeStatus::Stopped,
+    }
+}
+
+impl NativeProvider {
+    /// Pauses or resumes through the runtime; already in the wanted state
+    /// is success.
+    async fn freeze(&self, id: &SandboxId, frozen: bool) -> Result<(), ProviderError> {
+        let want = if frozen { "paused" } else { "running" };
+        match self.inner.runtime.state(id.as_str()).await? {
+            None => return Err(ProviderError::Destroyed(id.to_string())),
+            Some(s) if s.status == want => return Ok(()),
+            Some(s) if s.status != "running" && s.status != "paused" => {
+                return Err(ProviderError::Conflict(format!(
+                    "sandbox {id} is {}, cannot {}",
+                    s.status,
+                    if frozen { "pause" } else { "resume" }
+                )));
+            }
+            Some(_) => {}
+        }
+        self.inner.runtime.set_frozen(id.as_str(), frozen).await
     }
 }
 
@@ -602,6 +630,7 @@ impl Provider for NativeProvider {
 
     fn capabilities(&self) -> Vec<Capability> {
         let mut caps = crate::capabilities::container();
+        caps.push(Capability::Pause);
         if self.mode_support(NetworkMode::Allow).is_ok() {
             caps.push(Capability::NetworkAllow);
         }
@@ -609,6 +638,10 @@ impl Provider for NativeProvider {
             caps.push(Capability::NetworkHost);
         }
         caps
+    }
+
+    fn hibernate_unavailable(&self) -> Option<String> {
+        Some(crate::capabilities::hibernate_unavailable())
     }
 
     fn config_summary(&self) -> serde_json::Value {
@@ -667,6 +700,16 @@ impl Provider for NativeProvider {
         let result = self.destroy_inner(id).await;
         self.inner.marks.destroy_ended(id, result.is_ok());
         result
+    }
+
+    async fn pause(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.live(id)?;
+        self.freeze(id, true).await
+    }
+
+    async fn resume(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.live(id)?;
+        self.freeze(id, false).await
     }
 
     async fn exec_stream(

@@ -147,6 +147,35 @@ impl Runtime {
         Err(self.failed(format!("could not remove sandbox {id}"), "delete", &msg))
     }
 
+    /// Freezes (`pause`) or thaws (`resume`) container `id`: crun and runc
+    /// use the cgroup freezer (v1 `freezer.state` or v2 `cgroup.freeze`)
+    /// and return once every task is frozen; runsc stops its sandbox's
+    /// threads. The runtime records the result, so `state` says `paused`.
+    pub async fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), ProviderError> {
+        let sub = if frozen { "pause" } else { "resume" };
+        let out = self
+            .command(None)
+            .args([sub, id])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let msg = String::from_utf8_lossy(&out.stderr);
+        if not_found(&msg) {
+            return Err(ProviderError::NotFound(format!("sandbox {id}")));
+        }
+        Err(self.failed(format!("could not {sub} sandbox {id}"), sub, &msg))
+    }
+
+    /// Under gVisor (no host freezer cgroup to read): whether the runtime
+    /// says container `id` is paused. Always false for crun and runc.
+    pub async fn gvisor_paused(&self, id: &stacyvm_core::SandboxId) -> bool {
+        self.gvisor && matches!(self.state(id.as_str()).await, Ok(Some(s)) if s.status == "paused")
+    }
+
     /// The state of container `id`, `None` if the runtime does not know it.
     pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, ProviderError> {
         let out = self

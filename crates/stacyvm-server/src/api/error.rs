@@ -142,6 +142,10 @@ impl From<ManagerError> for ApiError {
             M::BadRequest(m) => ApiError::bad_request(m),
             M::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             M::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            M::Paused(m) => ApiError::new(StatusCode::CONFLICT, "sandbox_paused", m),
+            M::NotImplemented(m) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", m)
+            }
             M::ResourceLimit {
                 message,
                 retry_after,

@@ -17,6 +17,7 @@ mod network;
 mod nodes;
 mod openapi;
 mod owner;
+mod pause;
 mod providers;
 mod sandboxes;
 mod store_gate;
@@ -70,6 +71,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::admission))
         .routes(routes!(sandboxes::get, sandboxes::destroy))
         .routes(routes!(sandboxes::extend))
+        .routes(routes!(pause::pause))
+        .routes(routes!(pause::resume))
+        .routes(routes!(pause::hibernate))
         .routes(routes!(sandboxes::logs))
         .routes(routes!(network::get, network::put))
         .routes(routes!(exec::exec))

@@ -15,6 +15,12 @@ pub enum ManagerError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The sandbox is paused and `defaults.auto_resume` is off.
+    #[error("{0}")]
+    Paused(String),
+    /// This server or provider cannot do it here (hibernate without CRIU).
+    #[error("{0}")]
+    NotImplemented(String),
     /// A capacity, TTL or timeout limit; `retry_after` when waiting helps.
     #[error("{message}")]
     ResourceLimit {

@@ -43,6 +43,7 @@ impl HealthCache {
                         error: Some("not checked yet".into()),
                         capabilities: Vec::new(),
                         runtime_count: None,
+                        unavailable: Default::default(),
                     },
                 )
             })
@@ -85,6 +86,12 @@ async fn check_provider_detailed(
     } else {
         None
     };
+    let mut unavailable = std::collections::BTreeMap::new();
+    if !capabilities.contains(&Capability::Hibernate)
+        && let Some(why) = provider.hibernate_unavailable()
+    {
+        unavailable.insert(Capability::Hibernate.as_str().to_string(), why);
+    }
     let health = ProviderHealth {
         name: provider.name().to_string(),
         healthy,
@@ -94,6 +101,7 @@ async fn check_provider_detailed(
         error,
         capabilities,
         runtime_count,
+        unavailable,
     };
     (health, detail.filter(|_| !healthy))
 }

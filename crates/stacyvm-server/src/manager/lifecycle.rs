@@ -560,6 +560,7 @@ impl Manager {
             self.inner.clock.now() + chrono::Duration::from_std(ttl.0).unwrap_or_default();
         let extendable = [
             SandboxState::Running,
+            SandboxState::Paused,
             SandboxState::Unhealthy,
             SandboxState::Creating,
         ];
@@ -627,6 +628,7 @@ impl Manager {
         let from = [
             SandboxState::Creating,
             SandboxState::Running,
+            SandboxState::Paused,
             SandboxState::Unhealthy,
             SandboxState::Expired,
             SandboxState::Error,

@@ -83,7 +83,8 @@ impl Manager {
                 };
                 report.checked += 1;
                 match (sb.state, status) {
-                    (SandboxState::Running, RuntimeStatus::Running) => {}
+                    // Paused while this check ran (the record follows).
+                    (SandboxState::Running, RuntimeStatus::Running | RuntimeStatus::Paused) => {}
                     (SandboxState::Running, down) => {
                         seen_down.insert(sb.id.clone());
                         if self.was_suspect(&sb.id) {

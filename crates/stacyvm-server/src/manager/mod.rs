@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod liveness;
 mod nodes;
+mod pause;
 mod reaper;
 mod reconcile;
 mod store_watch;
@@ -90,6 +91,8 @@ struct Inner {
     reaping: reaper::Reaping,
     /// Running sandboxes whose runtime the last liveness check found down.
     liveness: liveness::Liveness,
+    /// Serializes pause and resume of each sandbox.
+    pause_locks: pause::PauseLocks,
     /// Whether the store answered its last ping.
     store_watch: store_watch::StoreWatch,
     /// The cluster node this server is (`None` on a single host): it
@@ -138,6 +141,7 @@ impl Manager {
                 clock: opts.clock,
                 reaping: reaper::Reaping::default(),
                 liveness: liveness::Liveness::default(),
+                pause_locks: pause::PauseLocks::default(),
                 store_watch: store_watch::StoreWatch::default(),
                 node_id: opts.node.as_ref().map(|n| n.id.clone()),
                 local_node: opts.node.map(nodes::LocalNode::new),
@@ -266,12 +270,14 @@ impl Manager {
         self.active_sandbox(id).await.map(|(sb, _)| sb)
     }
 
-    /// Loads a sandbox that can take commands: running (or unhealthy).
+    /// Loads a sandbox that can take commands: running (or unhealthy), or
+    /// paused and resumed first (`defaults.auto_resume`).
     async fn active_sandbox(
         &self,
         id: &SandboxId,
     ) -> Result<(Sandbox, Arc<dyn Provider>), ManagerError> {
         let sb = self.get(id).await?;
+        let sb = self.resumed_if_paused(sb).await?;
         match sb.state {
             SandboxState::Running | SandboxState::Unhealthy => {}
             SandboxState::Destroyed | SandboxState::Expired => {

@@ -120,6 +120,24 @@ impl Manager {
                             .await?;
                         report.kept += 1;
                     }
+                    (RuntimeStatus::Paused, SandboxState::Paused) => {
+                        self.reconcile_event(sb, "adopted", "runtime still paused");
+                        report.kept += 1;
+                    }
+                    (RuntimeStatus::Paused, SandboxState::Creating) => {
+                        // The spawn was cut short; nobody paused it.
+                        let _ = provider.destroy(&sb.id).await;
+                        self.inner.store.delete_sandbox(&sb.id).await.ok();
+                        self.reconcile_event(sb, "removed", "spawn never completed");
+                        report.destroyed += 1;
+                    }
+                    (RuntimeStatus::Paused, _) => {
+                        // Frozen (a pause cut short before its record
+                        // was written): the runtime is the truth.
+                        self.mark(sb, SandboxState::Paused, "runtime is paused")
+                            .await?;
+                        report.kept += 1;
+                    }
                     (_, SandboxState::Creating) => {
                         // The spawn was cut short before its runtime ran.
                         let _ = provider.destroy(&sb.id).await;
@@ -162,11 +180,14 @@ impl Manager {
                     report.destroyed += 1;
                     continue;
                 }
-                if rt.status != RuntimeStatus::Running {
+                if !matches!(rt.status, RuntimeStatus::Running | RuntimeStatus::Paused) {
                     let _ = provider.destroy(&rt.id).await;
                     continue;
                 }
-                let sb = self.adopted_record(&name, rt);
+                let mut sb = self.adopted_record(&name, rt);
+                if rt.status == RuntimeStatus::Paused {
+                    sb.state = SandboxState::Paused;
+                }
                 self.inner.store.insert_sandbox(&sb).await?;
                 self.reconcile_event(&sb, "adopted", "runtime unknown to the store");
                 report.adopted += 1;

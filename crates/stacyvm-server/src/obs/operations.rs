@@ -76,11 +76,13 @@ pub enum Operation {
     FileChmod,
     FileStat,
     FileGlob,
+    Pause,
+    Resume,
 }
 
 impl Operation {
     /// Every operation, in API order.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Spawn,
         Operation::Exec,
         Operation::ExecStream,
@@ -93,6 +95,8 @@ impl Operation {
         Operation::FileChmod,
         Operation::FileStat,
         Operation::FileGlob,
+        Operation::Pause,
+        Operation::Resume,
     ];
 
     /// The name used in JSON, Prometheus labels and event data.
@@ -110,6 +114,8 @@ impl Operation {
             Operation::FileChmod => "file_chmod",
             Operation::FileStat => "file_stat",
             Operation::FileGlob => "file_glob",
+            Operation::Pause => "pause",
+            Operation::Resume => "resume",
         }
     }
 

@@ -117,6 +117,7 @@ fn health(name: &str, healthy: bool, default: bool, runtime_count: Option<u64>) 
         error: (!healthy).then(|| "daemon down".to_owned()),
         capabilities: vec![Capability::Spawn, Capability::Exec],
         runtime_count,
+        unavailable: Default::default(),
     }
 }
 

@@ -35,6 +35,7 @@ pub fn limits() -> DefaultsConfig {
         max_memory_mb: 0,
         max_vcpus: 0,
         max_exec_output_bytes: 1024 * 1024,
+        ..DefaultsConfig::default()
     }
 }
 

@@ -137,6 +137,11 @@ impl TestServer {
         }
     }
 
+    /// The events published so far (the in-process history).
+    pub fn recent_events(&self) -> Vec<stacyvm_core::Event> {
+        self.events.recent(usize::MAX)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

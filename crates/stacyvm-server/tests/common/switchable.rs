@@ -84,6 +84,15 @@ impl Provider for Switchable {
     async fn status(&self, id: &SandboxId) -> Result<RuntimeStatus, ProviderError> {
         self.inner.status(id).await
     }
+    async fn pause(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.inner.pause(id).await
+    }
+    async fn resume(&self, id: &SandboxId) -> Result<(), ProviderError> {
+        self.inner.resume(id).await
+    }
+    fn hibernate_unavailable(&self) -> Option<String> {
+        self.inner.hibernate_unavailable()
+    }
     async fn destroy(&self, id: &SandboxId) -> Result<(), ProviderError> {
         if self.broken_destroy.load(Ordering::SeqCst) {
             return Err(ProviderError::unavailable(

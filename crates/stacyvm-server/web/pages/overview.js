@@ -7,7 +7,7 @@ import { h, mount, section, empty, healthBadge, fmtMs, every, showError } from '
 import { eventItem } from './events.js';
 
 const POLL_MS = 5000;
-const STATES = ['creating', 'running', 'unhealthy', 'expired', 'destroying', 'error'];
+const STATES = ['creating', 'running', 'paused', 'unhealthy', 'expired', 'destroying', 'error'];
 
 export async function render(root, _params, { liveEvents }) {
   const counts = h('div', { class: 'stats', 'aria-live': 'off' });

@@ -5,7 +5,7 @@ import { get, post } from '../api.js';
 import {
   h, mount, section, stateBadge, timeEl, fmtTime, fmtBytes, empty, showError, every, field,
 } from '../ui.js';
-import { extendSandbox, destroySandbox } from './sandboxes.js';
+import { extendSandbox, destroySandbox, pauseButton } from './sandboxes.js';
 import { openTerminal } from '../terminal.js';
 import { renderFiles } from './files.js';
 import { eventItem } from './events.js';
@@ -24,6 +24,7 @@ export async function render(root, [id, tab = 'overview'], { liveEvents }) {
     return null;
   }
   const badge = h('span', {}, stateBadge(sb.state));
+  const pauseSlot = h('span');
   const panel = h('div', { class: 'tab-panel', id: 'tab-panel', role: 'region', 'aria-label': TABS.find(([t]) => t === tab)[1] });
 
   mount(root,
@@ -31,6 +32,7 @@ export async function render(root, [id, tab = 'overview'], { liveEvents }) {
     h('div', { class: 'page-head' },
       h('h1', { class: 'mono' }, id), badge,
       h('div', { class: 'head-actions' },
+        pauseSlot,
         h('button', { type: 'button', class: 'ghost small', onclick: async () => { const n = await extendSandbox(id); if (n) { sb = n; refreshMeta(); } } }, 'Extend TTL'),
         h('button', { type: 'button', class: 'danger small', onclick: async () => { if (await destroySandbox(id)) location.hash = '#/sandboxes'; } }, 'Destroy'))),
     h('nav', { class: 'tabs', 'aria-label': 'Sandbox sections' },
@@ -38,8 +40,10 @@ export async function render(root, [id, tab = 'overview'], { liveEvents }) {
     panel);
 
   const meta = h('div');
+  mount(pauseSlot, pauseButton(sb, (n) => { sb = n; refreshMeta(); }));
   function refreshMeta() {
     mount(badge, stateBadge(sb.state));
+    mount(pauseSlot, pauseButton(sb, (n) => { sb = n; refreshMeta(); }));
     if (tab === 'overview') mount(meta, metaList(sb));
   }
 

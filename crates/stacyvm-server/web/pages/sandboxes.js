@@ -6,7 +6,7 @@ import {
   promptDialog, empty, every,
 } from '../ui.js';
 
-const STATES = ['creating', 'running', 'unhealthy', 'expired', 'destroying', 'error'];
+const STATES = ['creating', 'running', 'paused', 'unhealthy', 'expired', 'destroying', 'error'];
 
 /** Asks for a TTL and extends; resolves the updated sandbox or null. */
 export async function extendSandbox(id) {
@@ -20,6 +20,25 @@ export async function extendSandbox(id) {
     toast(`${id} now expires at ${new Date(sb.expires_at).toLocaleString()}`, 'ok');
     return sb;
   } catch (e) { showError(e, `extend ${id}`); return null; }
+}
+
+/** Pauses (`pause`) or resumes (`resume`) a sandbox; resolves the
+ * updated sandbox, or null on failure (shown as a toast). */
+export async function pauseResume(id, action) {
+  try {
+    const sb = await post(`sandboxes/${encodeURIComponent(id)}/${action}`, {});
+    toast(`${id} ${sb.state}`, 'ok');
+    return sb;
+  } catch (e) { showError(e, `${action} ${id}`); return null; }
+}
+
+/** A Pause or Resume button for a sandbox in `state`, or null when
+ * neither applies. */
+export function pauseButton(s, done, cls = 'small ghost') {
+  const action = s.state === 'paused' ? 'resume' : (s.state === 'running' || s.state === 'unhealthy') ? 'pause' : null;
+  if (!action) return null;
+  const label = action === 'pause' ? 'Pause' : 'Resume';
+  return h('button', { type: 'button', class: cls, 'aria-label': `${label} ${s.id}`, onclick: async () => { const n = await pauseResume(s.id, action); if (n) done(n); } }, label);
 }
 
 /** Confirms and destroys; resolves true when destroyed. */
@@ -136,6 +155,7 @@ export async function render(root, _params, { liveEvents }) {
         h('td', {}, timeEl(s.expires_at)),
         h('td', { class: 'actions' },
           h('a', { class: 'btn small ghost', href: `#/sandboxes/${encodeURIComponent(s.id)}/terminal`, 'aria-label': `Terminal for ${s.id}` }, 'Terminal'),
+          pauseButton(s, () => refresh()),
           h('button', { type: 'button', class: 'small ghost', 'aria-label': `Extend ${s.id}`, onclick: async () => { if (await extendSandbox(s.id)) refresh(); } }, 'Extend'),
           h('button', { type: 'button', class: 'small danger-ghost', 'aria-label': `Destroy ${s.id}`, onclick: async () => { if (await destroySandbox(s.id)) refresh(); } }, 'Destroy')))))));
   }

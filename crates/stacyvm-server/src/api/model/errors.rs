@@ -46,6 +46,11 @@ pub struct ResourceLimit(pub ErrorBody);
 #[response(status = 500)]
 pub struct Internal(pub ErrorBody);
 
+/// `not_implemented`: neither this server nor the sandbox's provider can do it on this host (the message says why)
+#[derive(Debug, IntoResponses)]
+#[response(status = 501)]
+pub struct NotImplemented(pub ErrorBody);
+
 /// `bad_gateway`: a service the provider depends on (the image registry) failed or cannot be reached
 #[derive(Debug, IntoResponses)]
 #[response(status = 502)]
