@@ -219,7 +219,7 @@ def test_connect_reaches_the_same_sandbox(sbx):
 
 
 def test_pause_is_refused_with_a_clear_error(sbx):
-    # No provider pauses yet: the server answers 501 in E2B's error shape,
+    # E2B pause is not mapped yet (API v1 pauses): 501 in E2B's error shape,
     # which the SDK raises as a SandboxException naming the reason; the
     # sandbox keeps running.
     with pytest.raises(SandboxException) as e:

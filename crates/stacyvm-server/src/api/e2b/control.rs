@@ -550,8 +550,9 @@ pub async fn connect(
     Ok((StatusCode::OK, axum::Json(created(&e2b, &sb))))
 }
 
-/// `POST /sandboxes/{id}/pause`: no provider can pause yet, so 501 (the
-/// SDK raises it as a `SandboxException`), or 404 for an unknown sandbox.
+/// `POST /sandboxes/{id}/pause`: not yet mapped onto the manager's pause
+/// (API v1 has it), so 501 (the SDK raises it as a `SandboxException`), or
+/// 404 for an unknown sandbox.
 pub async fn pause(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -559,12 +560,12 @@ pub async fn pause(
 ) -> E2bResult<StatusCode> {
     let caller = authorize(&app, &headers, false).await?;
     let id = sandbox_id(&raw)?;
-    let (sb, _) = visible(&app, &caller, &id).await?;
+    visible(&app, &caller, &id).await?;
     Err(E2bError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(
-            "pause is not supported: provider {} of sandbox {id} cannot pause",
-            sb.provider
+            "pause is not supported on the E2B API yet; \
+             POST /api/v1/sandboxes/{id}/pause pauses sandbox {id}"
         ),
     ))
 }
