@@ -111,10 +111,15 @@ fuzz() {
   local rc=0
   # From the work directory: schemathesis keeps its cache in the cwd. The
   # hard wall clock leaves room for the last requests and the summary.
+  # Hibernate is left out: on every provider today it answers the
+  # documented 501 `not_implemented` (CRIU does not work on the CI kernel),
+  # which the not_a_server_error check counts as a failure; api_pause.rs
+  # tests that route.
   (cd "$work" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$root/tests/schemathesis" \
     STACYVM_ST_URL=$url timeout --kill-after=10 $((seconds + 60)) \
     "$venv/bin/st" run "$doc" --url "$url/api/v1" \
       --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+      --exclude-path '/sandboxes/{id}/hibernate' \
       --max-time "$seconds" --request-timeout 20 --workers 2 --seed 7423 \
       --suppress-health-check all --no-color \
       "${report[@]}" "$@") || rc=$?

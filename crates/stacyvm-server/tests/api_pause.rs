@@ -180,19 +180,31 @@ async fn pause_survives_a_server_restart_on_mock() {
 
 const DOCKER_IMAGE: &str = "stacyvm-test/busybox:latest";
 
+/// Docker does not declare pause yet (see `DockerProvider::capabilities`):
+/// the call is refused with a clear error and the sandbox keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_survives_a_server_restart_on_docker() {
+async fn pause_is_refused_clearly_on_docker() {
     if !common::docker_image_present(DOCKER_IMAGE) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    pause_survives_restart(dir.path(), |c| {
+    let s = TestServer::start_with(|c| {
         c.providers.mock.enabled = false;
         c.providers.docker.enabled = true;
         c.providers.default = "docker".into();
         c.defaults.image = DOCKER_IMAGE.into();
     })
     .await;
+    let id = s.spawn().await;
+    let (st, v) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert!((400..500).contains(&st) || st == 501, "{st} {v}");
+    assert!(
+        v["code"].is_string() && v["message"].as_str().is_some_and(|m| m.contains("pause")),
+        "{v}"
+    );
+    assert_eq!(state(&s, &id).await, "running");
+    let (st, _) = s.delete(&format!("/sandboxes/{id}")).await;
+    assert!(st == 200 || st == 204);
+    s.stop().await;
 }
 
 const NATIVE_IMAGE: &str = "127.0.0.1:5000/stacyvm-test/busybox:latest";
