@@ -216,10 +216,16 @@ async fn commands_get_a_clean_environment() {
     p.destroy(&id).await.unwrap();
 }
 
-#[tokio::test]
-async fn unknown_signal_names_are_reported() {
-    let base = tempfile::tempdir().unwrap();
-    let p = MockProvider::new(base.path()).unwrap();
+/// A mock sandbox running `cat` with its stdin open.
+async fn cat_with_stdin(
+    base: &std::path::Path,
+) -> (
+    MockProvider,
+    SandboxId,
+    crate::ExecSession,
+    tokio::sync::mpsc::Sender<crate::ExecInput>,
+) {
+    let p = MockProvider::new(base).unwrap();
     let id = SandboxId::generate();
     p.spawn(&spawn_spec(&id)).await.unwrap();
     let opts = StreamOptions {
@@ -228,6 +234,13 @@ async fn unknown_signal_names_are_reported() {
     };
     let mut s = p.exec_stream(&id, &sh("cat"), opts).await.unwrap();
     let input = s.input.take().unwrap();
+    (p, id, s, input)
+}
+
+#[tokio::test]
+async fn unknown_signal_names_are_reported() {
+    let base = tempfile::tempdir().unwrap();
+    let (p, id, mut s, input) = cat_with_stdin(base.path()).await;
     input
         .send(crate::ExecInput::Signal("SIGBOGUS".into()))
         .await
@@ -334,15 +347,7 @@ async fn commands_hear_signals_the_server_ignores() {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
     let base = tempfile::tempdir().unwrap();
-    let p = MockProvider::new(base.path()).unwrap();
-    let id = SandboxId::generate();
-    p.spawn(&spawn_spec(&id)).await.unwrap();
-    let opts = StreamOptions {
-        stdin: true,
-        tty: None,
-    };
-    let mut s = p.exec_stream(&id, &sh("cat"), opts).await.unwrap();
-    let input = s.input.take().unwrap();
+    let (p, id, mut s, input) = cat_with_stdin(base.path()).await;
     input
         .send(crate::ExecInput::Signal("SIGINT".into()))
         .await
